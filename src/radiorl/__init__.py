@@ -1,0 +1,2 @@
+"""radiorl: learning-based radio resource management."""
+__version__ = "0.1.0"
