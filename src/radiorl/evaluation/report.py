@@ -1,0 +1,166 @@
+"""Tables and figures of an evaluation: per-seed CSV, summary CSV (mean ± std over seeds), delay
+CDF CSV, PNG figures (delay vs load, delay CDF per load) and a ``report.md``.
+
+An unstable configuration is reported as ``unstable (k/n seeds)``, never as a bare number.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from radiorl.runtime.files import atomic_write_text, write_csv  # noqa: E402
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Aggregate per-seed rows over seeds and copies for each (scenario, policy, load)."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["scenario"], r["policy"], r["load"]), []).append(r)
+    out = []
+    for (sc, pol, load), rs in groups.items():
+        md = np.array([r["mean_delay"] for r in rs], float)
+        n_unst = sum(bool(r["unstable"]) for r in rs)
+        s = {"scenario": sc, "policy": pol, "load": load, "load_value": rs[0]["load_value"],
+             "runs": len(rs), "unstable_runs": n_unst,
+             "mean_delay": float(np.nanmean(md)),
+             "mean_delay_std": float(np.nanstd(md)) if len(md) > 1 else 0.0,
+             "p99_delay": float(np.nanmean([r["p99_delay"] for r in rs])),
+             "max_delay": float(np.nanmax([r["max_delay"] for r in rs])),
+             "throughput_pkt_per_slot": float(np.mean([r["throughput_pkt_per_slot"] for r in rs])),
+             "collided_fraction": float(np.mean([r["collided_fraction"] for r in rs])),
+             "ms_per_decision": float(np.mean([r["ms_per_decision"] for r in rs])),
+             "delay_unit": rs[0]["delay_unit"]}
+        if "throughput_mbps" in rs[0]:
+            s["throughput_mbps"] = float(np.mean([r["throughput_mbps"] for r in rs]))
+        s["verdict"] = "stable" if n_unst == 0 else f"unstable ({n_unst}/{len(rs)} runs)"
+        out.append(s)
+    out.sort(key=lambda s: (s["scenario"], s["load_value"], s["policy"]))
+    return out
+
+
+def _fmt_delay(s: dict) -> str:
+    if s["unstable_runs"]:
+        return f"unstable ({s['unstable_runs']}/{s['runs']})"
+    if s["runs"] > 1:
+        return f"{s['mean_delay']:.3f} ± {s['mean_delay_std']:.3f}"
+    return f"{s['mean_delay']:.3f}"
+
+
+def markdown_table(summary: list[dict]) -> str:
+    unit = summary[0]["delay_unit"] if summary else "slots"
+    head = (f"| scenario | load | policy | mean delay ({unit}) | p99 ({unit}) | max ({unit}) | "
+            f"throughput (pkt/slot) | collided | ms/decision |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {s['scenario']} | {s['load']} ({s['load_value']:g}) | {s['policy']} | "
+             f"{_fmt_delay(s)} | {s['p99_delay']:.2f} | {s['max_delay']:.2f} | "
+             f"{s['throughput_pkt_per_slot']:.3f} | {100 * s['collided_fraction']:.1f}% | "
+             f"{s['ms_per_decision']:.3f} |" for s in summary]
+    return head + "\n".join(lines) + "\n"
+
+
+def print_table(summary: list[dict], title: str = "", console: Console | None = None) -> None:
+    console = console or Console()
+    unit = summary[0]["delay_unit"] if summary else "slots"
+    t = Table(title=title)
+    for c in ("scenario", "load", "policy", f"mean delay ({unit})", f"p99 ({unit})",
+              f"max ({unit})", "pkt/slot", "collided", "ms/decision"):
+        t.add_column(c, justify="right" if c not in ("scenario", "policy") else "left")
+    for s in summary:
+        t.add_row(s["scenario"], f"{s['load']} ({s['load_value']:g})", s["policy"], _fmt_delay(s),
+                  f"{s['p99_delay']:.2f}", f"{s['max_delay']:.2f}",
+                  f"{s['throughput_pkt_per_slot']:.3f}", f"{100 * s['collided_fraction']:.1f}%",
+                  f"{s['ms_per_decision']:.3f}")
+    console.print(t)
+
+
+def cdf_rows(delays: dict, points: int = 200) -> list[dict]:
+    rows = []
+    for (pol, load), d in delays.items():
+        if not len(d):
+            continue
+        qs = np.linspace(0, 1, points)
+        xs = np.quantile(d, qs)
+        rows.extend({"policy": pol, "load": load, "delay": float(x), "cdf": float(q)}
+                    for x, q in zip(xs, qs))
+    return rows
+
+
+def plot_delay_vs_load(summary: list[dict], path, title: str = "") -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    unit = summary[0]["delay_unit"] if summary else "slots"
+    for pol in dict.fromkeys(s["policy"] for s in summary):
+        ss = sorted([s for s in summary if s["policy"] == pol], key=lambda s: s["load_value"])
+        x = np.array([s["load_value"] for s in ss])
+        y = np.array([s["mean_delay"] for s in ss])
+        e = np.array([s["mean_delay_std"] for s in ss])
+        unst = np.array([s["unstable_runs"] > 0 for s in ss])
+        line = ax.errorbar(x[~unst], y[~unst], yerr=e[~unst], marker="o", capsize=3, label=pol)
+        if unst.any():
+            ax.scatter(x[unst], np.full(unst.sum(), np.nanmax(y) if np.isfinite(y).any() else 1),
+                       marker="x", s=80, color=line[0].get_color())
+            for xi in x[unst]:
+                ax.annotate("unstable", (xi, np.nanmax(y)), fontsize=7,
+                            color=line[0].get_color(), rotation=90, va="top")
+    ax.set_xlabel("load")
+    ax.set_ylabel(f"mean packet delay ({unit})")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_delay_cdf(delays: dict, load: str, path, unit: str = "slots", title: str = "") -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (pol, ld), d in delays.items():
+        if ld != load or not len(d):
+            continue
+        xs = np.sort(d)
+        ys = np.arange(1, len(xs) + 1) / len(xs)
+        step = max(1, len(xs) // 2000)
+        line, = ax.step(xs[::step], ys[::step], where="post", label=pol)
+        ax.axvline(xs[-1], ls="--", lw=0.8, color=line.get_color())
+    ax.set_xlabel(f"packet delay ({unit})")
+    ax.set_ylabel("CDF")
+    ax.set_title(title or f"delay CDF, load {load} (dashed: max)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    import io
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    from radiorl.runtime.files import atomic_write_bytes
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def write_evaluation(run_dir, rows: list[dict], delays: dict, title: str = "",
+                     prefix: str = "") -> list[dict]:
+    """Write CSVs, figures and append a section to ``report.md``; returns the summary."""
+    run_dir = Path(run_dir)
+    summary = summarize(rows)
+    write_csv(run_dir / f"{prefix}results.csv", rows)
+    write_csv(run_dir / f"{prefix}summary.csv", summary)
+    write_csv(run_dir / f"{prefix}delay_cdf.csv", cdf_rows(delays))
+    unit = summary[0]["delay_unit"] if summary else "slots"
+    figs = [plot_delay_vs_load(summary, run_dir / "figures" / f"{prefix}delay_vs_load.png", title)]
+    for load in dict.fromkeys(s["load"] for s in summary):
+        figs.append(plot_delay_cdf(delays, load, run_dir / "figures" / f"{prefix}delay_cdf_{load}.png",
+                                   unit, f"{title} delay CDF, load {load} (dashed: max)"))
+    md = run_dir / "report.md"
+    old = md.read_text() if md.exists() else ""
+    sec = f"## {title or 'evaluation'}\n\n{markdown_table(summary)}\n" + "".join(
+        f"![{f.stem}](figures/{f.name})\n" for f in figs) + "\n"
+    atomic_write_text(md, old + sec)
+    return summary
