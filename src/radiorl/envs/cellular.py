@@ -57,7 +57,9 @@ class CellularParams:
         n_subbands: H. bandwidth_hz: W per subband. slot_s: T. packet_bits: L.
         noise_dbm: σ² per subband. p_max_dbm: per AP per subband.
         power_levels_dbm: the discrete action set (paper: 6 log-spaced from p_min to p_max).
-        doppler_hz: f_d; ρ = J0(2π f_d T). fading_power: E|β|² (1, or 4/π in reference code).
+        doppler_hz: f_d; ρ = J0(2π f_d T). fading: ``"rayleigh"`` (Gauss–Markov) or ``"none"``
+            (|β|² = fading_power always; deterministic links for oracles and debugging).
+        fading_power: E|β|² (1, or 4/π in reference code).
         sinr_cap_db: SINR cap for the rate.
         load_pps: mean packet arrivals per device per second.
         neighbor_threshold_db: neighbourhood rule (see module docstring).
@@ -87,6 +89,7 @@ class CellularParams:
     n_power_levels: int = 6
     power_levels_dbm: tuple | None = None
     doppler_hz: float = 10.0
+    fading: str = "rayleigh"
     fading_power: float = 1.0
     sinr_cap_db: float = 30.0
     load_pps: float = 20.0
@@ -129,6 +132,8 @@ class CellularParams:
         check_number("n_power_levels", self.n_power_levels, low=1, integer=True)
         lv = self.levels_dbm()
         check_array("power_levels_dbm", lv, high=self.p_max_dbm + 1e-9)
+        if self.fading not in ("rayleigh", "none"):
+            raise ValueError(f"fading must be 'rayleigh' or 'none', got {self.fading!r}")
         if self.reward_unit not in ("bits", "packets"):
             raise ValueError(f"reward_unit must be 'bits' or 'packets', got {self.reward_unit!r}")
         if self.obs_mode not in ("paper", "reference"):
@@ -277,6 +282,9 @@ class CellularEnv:
     # ------------------------------------------------------------------ dynamics
     def _new_fading(self, rng, B):
         H, K, N = self.n_subbands, self.n_agents, self.n_devices
+        if self.params.fading == "none":
+            return (np.full((B, H, K, N), np.sqrt(self.params.fading_power), np.float32),
+                    np.zeros((B, H, K, N), np.float32))
         s = np.float32(np.sqrt(self.params.fading_power / 2.0))
         re = rng.standard_normal((B, H, K, N), dtype=np.float32) * s
         im = rng.standard_normal((B, H, K, N), dtype=np.float32) * s
@@ -288,6 +296,8 @@ class CellularEnv:
         state.gain *= self.alpha
 
     def _evolve_fading(self, state: CellularState) -> None:
+        if self.params.fading == "none":
+            return
         rho = np.float32(self.rho)
         e_re, e_im = self._new_fading(state.fade_rng, self.batch)
         c = np.float32(np.sqrt(1.0 - self.rho ** 2))

@@ -1,0 +1,145 @@
+"""The ``radiorl`` command."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="radiorl: fast radio-network simulators, classical schedulers and "
+                       "learning-based allocators.")
+console = Console()
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(2)
+
+
+def _split(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _ints(s: str, name: str) -> list[int]:
+    try:
+        out = [int(x) for x in _split(s)]
+    except ValueError:
+        _fail(f"{name} must be a comma-separated list of integers >= 0, got {s!r}")
+    if not out or min(out) < 0:
+        _fail(f"{name} must be a comma-separated list of integers >= 0, got {s!r}")
+    return out
+
+
+@app.command()
+def scenarios():
+    """List the scenarios (with their named loads) and the policies."""
+    from radiorl.envs.scenarios import SCENARIOS
+    from radiorl.schedulers.policies import POLICIES
+    t = Table(title="scenarios")
+    for c in ("name", "network", "loads (light/medium/heavy)", "description"):
+        t.add_column(c)
+    for s in SCENARIOS.values():
+        t.add_row(s.name, s.family, " / ".join(f"{v:g}" for v in s.loads.values()) +
+                  f" {s.load_unit}", s.description)
+    console.print(t)
+    t = Table(title="policies")
+    for c in ("name", "networks", "requires", "description"):
+        t.add_column(c)
+    for name, (factory, desc) in POLICIES.items():
+        p = factory()
+        t.add_row(name, ", ".join(p.families), ", ".join(sorted(p.requires)) or "-", desc)
+    console.print(t)
+
+
+@app.command()
+def simulate(scenario: str = typer.Option(..., help="scenario name (radiorl scenarios)"),
+             policy: str = typer.Option(..., help="policy name"),
+             load: str = typer.Option("medium", help="light|medium|heavy or a number"),
+             slots: int = typer.Option(2000, help="slots to simulate"),
+             seed: int = typer.Option(0, help="seed of arrivals and channels"),
+             reference_compat: bool = typer.Option(False, help="public-code conventions")):
+    """Simulate one policy on one scenario and print its QoS."""
+    from radiorl.evaluation.report import print_table, summarize
+    from radiorl.evaluation.runner import rollout
+    from radiorl.envs.scenarios import get_scenario
+    from radiorl.schedulers.policies import make_policy
+    try:
+        sc = get_scenario(scenario)
+        if slots < 1:
+            raise ValueError(f"slots must be an integer >= 1, got {slots}")
+        if seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed}")
+        env = sc.make_env(load, 1, reference_compat, episode_slots=slots)
+        pol = make_policy(policy, env)
+    except ValueError as e:
+        _fail(str(e))
+    from rich.progress import Progress
+    with Progress(transient=True) as prog:
+        tid = prog.add_task(f"{policy} on {scenario}", total=slots)
+        m, t_act = rollout(env, pol, seed, slots, progress=lambda: prog.advance(tid))
+    rows = m.summary(env.slot_ms)
+    for r in rows:
+        r.update(scenario=scenario, policy=policy, load=sc.load_label(load),
+                 load_value=sc.resolve_load(load), seed=seed, ms_per_decision=1e3 * t_act / m.slots)
+    print_table(summarize(rows), title=f"{scenario}, {slots} slots, seed {seed}")
+
+
+@app.command()
+def evaluate(scenario: str = typer.Option(..., help="scenario name"),
+             policies: str = typer.Option(..., help="comma-separated policy names"),
+             loads: str = typer.Option("light,medium,heavy", help="comma-separated loads"),
+             seeds: str = typer.Option("0", help="comma-separated seeds"),
+             slots: int = typer.Option(5000, help="slots per episode"),
+             workers: int = typer.Option(2, help="parallel worker processes"),
+             out: str = typer.Option("runs", help="root folder of run directories")):
+    """Paired evaluation of several policies; writes runs/evaluate/<timestamp>/."""
+    from radiorl.evaluation.report import print_table, write_evaluation
+    from radiorl.evaluation.runner import evaluate as _evaluate
+    from radiorl.runtime.files import make_run_dir
+    seed_list = _ints(seeds, "seeds")
+    if workers < 1:
+        _fail(f"workers must be an integer >= 1, got {workers}")
+    try:
+        rows, delays = _evaluate(scenario, _split(policies), _split(loads), seed_list, slots,
+                                 workers=workers)
+    except ValueError as e:
+        _fail(str(e))
+    run_dir = make_run_dir("evaluate", out, {"scenario": scenario, "policies": _split(policies),
+                                             "loads": _split(loads), "seeds": seed_list,
+                                             "slots": slots})
+    summary = write_evaluation(run_dir, rows, delays, title=scenario)
+    print_table(summary, title=scenario)
+    console.print(f"results in [bold]{run_dir}[/bold]")
+
+
+@app.command()
+def run(experiment: str = typer.Argument(..., help="experiment name, e.g. quickstart"),
+        preset: str = typer.Option("quick", help="quick|paper"),
+        workers: int = typer.Option(2, help="parallel worker processes"),
+        out: str = typer.Option("runs", help="root folder of run directories")):
+    """Run a named experiment; writes runs/<experiment>/<timestamp>/."""
+    from radiorl.experiments import get_experiment
+    from radiorl.runtime.files import make_run_dir
+    import time
+    try:
+        fn, _ = get_experiment(experiment)
+        from radiorl.experiments import quickstart as _q
+        cfg = _q.preset_config(preset) if experiment == "quickstart" else {"preset": preset}
+    except ValueError as e:
+        _fail(str(e))
+    run_dir = make_run_dir(experiment, out, {"experiment": experiment, "preset": preset, **cfg})
+    t0 = time.perf_counter()
+    fn(preset, run_dir, workers=workers, console=console)
+    console.print(f"done in {time.perf_counter() - t0:.0f} s; results, figures and report.md in "
+                  f"[bold]{run_dir}[/bold]")
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
