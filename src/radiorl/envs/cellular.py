@@ -271,6 +271,7 @@ class CellularEnv:
                 d = self.devices_of_agent[a]
                 self.obs_index[k, i * self.max_devices: i * self.max_devices + len(d)] = d
         self.obs_mask = np.repeat(self.obs_index < N, self.n_features, axis=1)
+        self._obs_flat = self.obs_index.ravel()
         self.obs_dim = slots * self.n_features
         self.load_per_slot = np.full(N, p.load_pps * p.slot_s)
         self._serve_idx = self.ap_of_device                                      # [N]
@@ -465,7 +466,7 @@ class CellularEnv:
         """``float32[B, K, obs_dim]`` aggregate observations X_k (zero-padded)."""
         f = self.device_features(state)
         f = np.concatenate([f, np.zeros((self.batch, 1, f.shape[2]), np.float32)], axis=1)
-        return f[:, self.obs_index].reshape(self.batch, self.n_agents, -1)
+        return np.take(f, self._obs_flat, axis=1).reshape(self.batch, self.n_agents, -1)
 
     # ------------------------------------------------------------------ policies
     def policy_view(self, state: CellularState, requires) -> PolicyView:
