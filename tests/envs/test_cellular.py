@@ -171,3 +171,17 @@ def test_bad_inputs():
         make_env("cellular-19-hex", "extreme")
     with pytest.raises(ValueError, match="valid scenarios"):
         make_env("cellular-7")
+
+
+def test_observe_kernel_equals_readable_features():
+    """The numba observation gather equals the plain numpy features gathered by obs_index."""
+    for rc in (False, True):
+        env = make_env("cellular-19-random", "heavy", 3, reference_compat=rc)
+        obs, s = env.reset(1)
+        act = {"device": np.ones((3, 19, 3), np.int64), "power_level": np.full((3, 19, 3), 3)}
+        for _ in range(4):
+            obs, r, te, tr, info, s = env.step(s, act)
+        f = env.device_features(s)
+        f = np.concatenate([f, np.zeros((3, 1, f.shape[2]), np.float32)], axis=1)
+        np.testing.assert_allclose(obs, f[:, env.obs_index].reshape(3, 19, -1), atol=1e-4)
+        assert np.all(obs.reshape(3, 19, -1, env.n_features)[:, ~(env.obs_index < 57)] == 0)

@@ -44,6 +44,7 @@ from radiorl.envs.topology import Deployment, hexagonal_deployment, random_deplo
 from radiorl.phy import dbm_to_watt, jakes_rho, lte_macro_pathloss_db
 from radiorl.phy.fastrng import new_state as new_gaussian_state
 from radiorl.phy.fastrng import normal_fill_f32
+from radiorl.traffic import ArrivalTape, PacketQueues
 
 
 @nb.njit(cache=True)
@@ -52,18 +53,101 @@ def _fading_step(re, im, gain, alpha, rho, c, rng_state, noise):
     standard normals scaled by ``c`` (= √(1−ρ²)·√(P/2)), then ``gain = α·(re² + im²)``."""
     normal_fill_f32(rng_state, noise)
     B, H, K, N = re.shape
-    m = 0
+    kn = K * N
+    m = B * H * kn
+    r = re.reshape(-1)
+    q = im.reshape(-1)
+    g = gain.reshape(-1)
+    a = alpha.reshape(-1)
+    for i in range(B * H):
+        o = i * kn
+        for j in range(kn):
+            x = rho * r[o + j] + c * noise[o + j]
+            y = rho * q[o + j] + c * noise[m + o + j]
+            r[o + j] = x
+            q[o + j] = y
+            g[o + j] = a[j] * (x * x + y * y)
+
+
+@nb.njit(cache=True)
+def _links(gain, dev, p, ap_of_device, noise_w, sinr_cap, rate_scale, meas, sinr, se, bits, ntx):
+    """SINR, spectral efficiency and bits of the active links, and the per-device measurements.
+
+    Args: ``gain[B, H, K, N]``; ``dev[B, H, K]`` served device (−1 none); ``p[B, H, K]`` watts
+    (0 = silent). Outputs (written in place): ``sinr, se [B, H, K]``, ``bits[B, N]``
+    (⌊W·T·Σ_h SE⌋), ``ntx[B, N]`` and ``meas[B, 4, H, N]`` = direct gain, power, interference
+    plus noise (everything but the device's own signal), SE.
+    """
+    B, H, K, N = gain.shape
+    total = np.empty(N, np.float64)
     for b in range(B):
+        for n in range(N):
+            bits[b, n] = 0.0
+            ntx[b, n] = 0
         for h in range(H):
+            for n in range(N):
+                total[n] = 0.0
             for k in range(K):
-                for n in range(N):
-                    x = rho * re[b, h, k, n] + c * noise[m]
-                    y = rho * im[b, h, k, n] + c * noise[m + 1]
-                    re[b, h, k, n] = x
-                    im[b, h, k, n] = y
-                    gain[b, h, k, n] = alpha[k, n] * (x * x + y * y)
-                    m += 2
-from radiorl.traffic import ArrivalTape, PacketQueues
+                pk = p[b, h, k]
+                if pk > 0.0:
+                    for n in range(N):
+                        total[n] += gain[b, h, k, n] * pk
+            for n in range(N):
+                meas[b, 0, h, n] = gain[b, h, ap_of_device[n], n]
+                meas[b, 1, h, n] = 0.0
+                meas[b, 2, h, n] = total[n] + noise_w
+                meas[b, 3, h, n] = 0.0
+            for k in range(K):
+                d = dev[b, h, k]
+                pk = p[b, h, k]
+                if d >= 0 and pk > 0.0:
+                    sig = gain[b, h, k, d] * pk
+                    intf = total[d] - sig + noise_w
+                    x = sig / intf
+                    e = np.log2(1.0 + min(x, sinr_cap))
+                    sinr[b, h, k] = x
+                    se[b, h, k] = e
+                    bits[b, d] += e * rate_scale
+                    ntx[b, d] += 1
+                    meas[b, 1, h, d] = pk
+                    meas[b, 2, h, d] = intf
+                    meas[b, 3, h, d] = e
+                else:
+                    sinr[b, h, k] = 0.0
+                    se[b, h, k] = 0.0
+        for n in range(N):
+            bits[b, n] = np.floor(bits[b, n])
+
+
+@nb.njit(cache=True)
+def _features(zeta_bits, meas, packet_bits, paper, off_power_dbm, se_max, g_ref, obs_index,
+              out):
+    """Device features o_n (see module docstring) gathered into ``out[B, K, S, F]`` by
+    ``obs_index[K, S]`` (index ``N`` = zero padding)."""
+    B, _, H, N = meas.shape
+    K, S = obs_index.shape
+    F = out.shape[3]
+    f = np.zeros((N + 1, F), np.float32)
+    for b in range(B):
+        for n in range(N):
+            f[n, 0] = zeta_bits[b, n] / packet_bits
+            for h in range(H):
+                # logs in float32: the features are float32 anyway (and it is 1.4x faster)
+                if paper:
+                    f[n, 1 + h] = 10.0 * np.log10(np.float32(max(meas[b, 0, h, n], 1e-30)))
+                    pw = meas[b, 1, h, n]
+                    f[n, 1 + H + h] = (10.0 * np.log10(np.float32(pw)) + 30.0 if pw > 0
+                                       else off_power_dbm)
+                    f[n, 1 + 2 * H + h] = 10.0 * np.log10(np.float32(meas[b, 2, h, n])) + 30.0
+                    f[n, 1 + 3 * H + h] = meas[b, 3, h, n]
+                else:
+                    f[n, 1 + h] = 10.0 * meas[b, 3, h, n] / se_max
+                    f[n, 1 + H + h] = np.log10(np.float32(meas[b, 2, h, n] / g_ref))
+        for k in range(K):
+            for j in range(S):
+                src = obs_index[k, j]
+                for c in range(F):
+                    out[b, k, j, c] = f[src, c]
 
 
 @dataclass(frozen=True)
@@ -402,44 +486,23 @@ class CellularEnv:
         dev, pw = self.ap_power(actions)                        # [B, H, K]
         B, H, K, N = self.batch, self.n_subbands, self.n_agents, self.n_devices
         t = state.slot
-        active = dev >= 0
-        safe = np.where(active, dev, 0)
-        b_idx = np.arange(B)[:, None, None]
-        has_data = state.zeta_bits[b_idx, safe] > 0
-        active &= has_data
-        p = np.where(active, pw, 0.0).astype(np.float32)       # [B, H, K]
-        total = np.matmul(p[:, :, None, :], state.gain)[:, :, 0, :].astype(np.float64)  # [B,H,N]
-        h_idx = np.arange(H)[None, :, None]
-        k_idx = np.arange(K)[None, None, :]
-        sig = state.gain[b_idx, h_idx, k_idx, safe] * p      # [B, H, K]
-        tot_at = total[b_idx, h_idx, safe]
-        interf = tot_at - sig + self.noise_w
-        sinr = np.where(active, sig / interf, 0.0)
-        se = np.log2(1.0 + np.minimum(sinr, self.sinr_cap))
-        flat = (np.arange(B)[:, None, None] * N + safe)
-        bits = np.bincount(flat[active], weights=se[active] * self.rate_scale, minlength=B * N)
-        bits = np.floor(bits.reshape(B, N))
+        # an AP whose chosen device has no data stays silent
+        has_data = np.take_along_axis(state.zeta_bits[:, None, :], np.maximum(dev, 0), 2) > 0
+        on = (dev >= 0) & has_data
+        p = np.where(on, pw, 0.0)
+        dev = np.where(on, dev, -1)
+        sinr = np.empty((B, H, K))
+        se = np.empty((B, H, K))
+        bits = np.empty((B, N))
+        ntx = np.empty((B, N), np.int64)
+        _links(state.gain, dev, p, self.ap_of_device, self.noise_w, self.sinr_cap,
+               self.rate_scale, state.meas, sinr, se, bits, ntx)
         deliveries = state.queues.serve_bits(bits, t, fractional=True)
         served = state.queues.extra["served_bits"]
         q_bits = state.queues.backlog_bits()
         q_unit = q_bits if self.params.reward_unit == "bits" else \
             state.queues.backlog_packets().astype(float)
         rewards = -(q_unit @ self._reward_matrix)
-        # measurements of slot t (observed at t+1)
-        meas = state.meas
-        dg = self._direct_gain(state.gain)                     # [B, H, N]
-        meas[:, 0] = dg
-        meas[:, 1] = 0.0
-        meas[:, 3] = 0.0
-        bb, hh, kk = np.nonzero(active)
-        dd = dev[bb, hh, kk]
-        meas[bb, 1, hh, dd] = p[bb, hh, kk]
-        meas[bb, 3, hh, dd] = se[bb, hh, kk]
-        own = total * 0.0
-        own[bb, hh, dd] = sig[bb, hh, kk]
-        meas[:, 2] = total - own + self.noise_w
-        ntx = np.zeros((B, N), np.int64)
-        np.add.at(ntx, (bb, dd), 1)
         par = self.params
         terminated = (state.queues.backlog_packets() > par.queue_threshold_packets).any(axis=1) \
             if par.queue_threshold_packets is not None else self._false
@@ -476,9 +539,12 @@ class CellularEnv:
 
     def observe(self, state: CellularState) -> np.ndarray:
         """``float32[B, K, obs_dim]`` aggregate observations X_k (zero-padded)."""
-        f = self.device_features(state)
-        f = np.concatenate([f, np.zeros((self.batch, 1, f.shape[2]), np.float32)], axis=1)
-        return np.take(f, self._obs_flat, axis=1).reshape(self.batch, self.n_agents, -1)
+        K, S = self.obs_index.shape
+        out = np.empty((self.batch, K, S, self.n_features), np.float32)
+        p = self.params
+        _features(state.zeta_bits, state.meas, p.packet_bits, p.obs_mode == "paper",
+                  p.off_power_dbm, np.log2(1.0 + self.sinr_cap), self._g_ref, self.obs_index, out)
+        return out.reshape(self.batch, K, S * self.n_features)
 
     # ------------------------------------------------------------------ policies
     def policy_view(self, state: CellularState, requires) -> PolicyView:

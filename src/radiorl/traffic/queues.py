@@ -131,6 +131,18 @@ def _serve(arrival_slot, n_arrived, n_done, head_served, bits, packet_bits, slot
     return count, served, out_b, out_n, out_d
 
 
+@nb.njit(cache=True)
+def _relayout(arrival_slot, n_done, n_arrived, new_c):
+    """Copy every queued packet's arrival slot into a ring buffer of capacity ``new_c``."""
+    B, N, C = arrival_slot.shape
+    new = np.zeros((B, N, new_c), np.int64)
+    for b in range(B):
+        for n in range(N):
+            for i in range(n_done[b, n], n_arrived[b, n]):
+                new[b, n, i % new_c] = arrival_slot[b, n, i % C]
+    return new
+
+
 @dataclass
 class PacketQueues:
     """State of ``B × N`` packet FIFO queues (all arrays are updated in place).
@@ -186,19 +198,11 @@ class PacketQueues:
 
     # ------------------------------------------------------------- updates
     def _grow(self, needed: int) -> None:
-        B, N, C = self.arrival_slot.shape
+        C = self.arrival_slot.shape[2]
         new_c = C
         while new_c < needed:
             new_c *= 2
-        new = np.zeros((B, N, new_c), np.int64)
-        backlog = self.n_arrived - self.n_done
-        for j in range(int(backlog.max())):
-            idx = self.n_done + j
-            valid = j < backlog
-            src = np.take_along_axis(self.arrival_slot, (idx % C)[..., None], 2)[..., 0]
-            bb, nn = np.nonzero(valid)
-            new[bb, nn, (idx % new_c)[bb, nn]] = src[bb, nn]
-        self.arrival_slot = new
+        self.arrival_slot = _relayout(self.arrival_slot, self.n_done, self.n_arrived, new_c)
 
     def enqueue(self, counts: np.ndarray, slot: int) -> np.ndarray:
         """Append ``counts[B, N]`` packets arriving at ``slot``; returns ``dropped[B, N]``."""
