@@ -36,7 +36,7 @@ def summarize(rows: list[dict]) -> list[dict]:
              "throughput_pkt_per_slot": float(np.mean([r["throughput_pkt_per_slot"] for r in rs])),
              "collided_fraction": float(np.mean([r["collided_fraction"] for r in rs])),
              "ms_per_decision": float(np.mean([r["ms_per_decision"] for r in rs])),
-             "delay_unit": rs[0]["delay_unit"]}
+             "delay_unit": rs[0]["delay_unit"], "load_unit": rs[0].get("load_unit", "")}
         if "throughput_mbps" in rs[0]:
             s["throughput_mbps"] = float(np.mean([r["throughput_mbps"] for r in rs]))
         s["verdict"] = "stable" if n_unst == 0 else f"unstable ({n_unst}/{len(rs)} runs)"
@@ -94,20 +94,23 @@ def cdf_rows(delays: dict, points: int = 200) -> list[dict]:
 def plot_delay_vs_load(summary: list[dict], path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     unit = summary[0]["delay_unit"] if summary else "slots"
-    for pol in dict.fromkeys(s["policy"] for s in summary):
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("x", "--")]
+    for i, pol in enumerate(dict.fromkeys(s["policy"] for s in summary)):
         ss = sorted([s for s in summary if s["policy"] == pol], key=lambda s: s["load_value"])
         x = np.array([s["load_value"] for s in ss])
         y = np.array([s["mean_delay"] for s in ss])
         e = np.array([s["mean_delay_std"] for s in ss])
         unst = np.array([s["unstable_runs"] > 0 for s in ss])
-        line = ax.errorbar(x[~unst], y[~unst], yerr=e[~unst], marker="o", capsize=3, label=pol)
+        mk, ls = styles[i % len(styles)]
+        line = ax.errorbar(x[~unst], y[~unst], yerr=e[~unst], marker=mk, ls=ls, capsize=3,
+                           label=pol, alpha=0.85)
         if unst.any():
             ax.scatter(x[unst], np.full(unst.sum(), np.nanmax(y) if np.isfinite(y).any() else 1),
                        marker="x", s=80, color=line[0].get_color())
             for xi in x[unst]:
                 ax.annotate("unstable", (xi, np.nanmax(y)), fontsize=7,
                             color=line[0].get_color(), rotation=90, va="top")
-    ax.set_xlabel("load")
+    ax.set_xlabel(f"load ({summary[0].get('load_unit', '')})" if summary else "load")
     ax.set_ylabel(f"mean packet delay ({unit})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -118,13 +121,15 @@ def plot_delay_vs_load(summary: list[dict], path, title: str = "") -> Path:
 
 def plot_delay_cdf(delays: dict, load: str, path, unit: str = "slots", title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (pol, ld), d in delays.items():
+    styles = ["-", "--", "-.", ":"]
+    for i, ((pol, ld), d) in enumerate(delays.items()):
         if ld != load or not len(d):
             continue
         xs = np.sort(d)
         ys = np.arange(1, len(xs) + 1) / len(xs)
         step = max(1, len(xs) // 2000)
-        line, = ax.step(xs[::step], ys[::step], where="post", label=pol)
+        line, = ax.step(xs[::step], ys[::step], where="post", label=pol,
+                        ls=styles[i % len(styles)])
         ax.axvline(xs[-1], ls="--", lw=0.8, color=line.get_color())
     ax.set_xlabel(f"packet delay ({unit})")
     ax.set_ylabel("CDF")

@@ -69,6 +69,7 @@ def run_eval_task(task: EvalTask) -> dict:
     for b, r in enumerate(rows):
         r.update({"scenario": task.scenario, "policy": task.policy,
                   "load": sc.load_label(task.load), "load_value": sc.resolve_load(task.load),
+                  "load_unit": sc.load_unit,
                   "seed": task.seed, "copy": b,
                   "ms_per_decision": 1e3 * t_act / max(m.slots, 1), "wall_s": wall})
     delays = np.concatenate([m.all_delays(b) for b in range(env.batch)]) * (env.slot_ms or 1.0) \
