@@ -48,3 +48,12 @@ def test_evaluate_writes_run_folder(tmp_path):
 def test_run_unknown_experiment():
     r = runner.invoke(app, ["run", "nonexistent"])
     assert r.exit_code == 2 and "quickstart" in r.output
+
+
+def test_evaluate_reference_compat(tmp_path):
+    r = runner.invoke(app, ["evaluate", "--scenario", "cellular-19-hex", "--policies", "llq",
+                            "--loads", "light", "--slots", "50", "--workers", "1",
+                            "--reference-compat", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    cfg = next((tmp_path / "evaluate").iterdir()) / "config.yaml"
+    assert "reference_compat: true" in cfg.read_text()

@@ -94,7 +94,8 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
              seeds: str = typer.Option("0", help="comma-separated seeds"),
              slots: int = typer.Option(5000, help="slots per episode"),
              workers: int = typer.Option(2, help="parallel worker processes"),
-             out: str = typer.Option("runs", help="root folder of run directories")):
+             out: str = typer.Option("runs", help="root folder of run directories"),
+             reference_compat: bool = typer.Option(False, help="public-code conventions")):
     """Paired evaluation of several policies; writes runs/evaluate/<timestamp>/."""
     from radiorl.evaluation.report import print_table, write_evaluation
     from radiorl.evaluation.runner import evaluate as _evaluate
@@ -104,12 +105,13 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
         _fail(f"workers must be an integer >= 1, got {workers}")
     try:
         rows, delays = _evaluate(scenario, _split(policies), _split(loads), seed_list, slots,
-                                 workers=workers)
+                                 workers=workers, reference_compat=reference_compat)
     except ValueError as e:
         _fail(str(e))
     run_dir = make_run_dir("evaluate", out, {"scenario": scenario, "policies": _split(policies),
                                              "loads": _split(loads), "seeds": seed_list,
-                                             "slots": slots})
+                                             "slots": slots,
+                                             "reference_compat": reference_compat})
     summary = write_evaluation(run_dir, rows, delays, title=scenario)
     print_table(summary, title=scenario)
     console.print(f"results in [bold]{run_dir}[/bold]")

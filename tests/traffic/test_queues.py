@@ -65,3 +65,11 @@ def test_batched_independent_and_overflow_drops():
 def test_bad_packet_size():
     with pytest.raises(ValueError, match="packet_bits"):
         PacketQueues.empty(1, 1, 0.0)
+
+
+def test_serve_packets_whole_packets():
+    q = PacketQueues.empty(1, 2, 100.0)
+    q.enqueue(np.array([[3, 1]]), 0)
+    d = q.serve_packets(np.array([[2, 5]]), 1)
+    assert d.count.tolist() == [[2, 1]] and d.delay_slots.tolist() == [2.0, 2.0, 2.0]
+    assert q.backlog_packets().tolist() == [[1, 0]] and q.backlog_bits().tolist() == [[100.0, 0.0]]

@@ -133,3 +133,45 @@ def seed_streams(seed: int, n: int) -> list[np.random.Generator]:
     """``n`` independent generators derived from ``seed`` (``SeedSequence.spawn``)."""
     check_number("seed", seed, low=0, integer=True)
     return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(n)]
+
+
+# --------------------------------------------------------------------------- agent structure
+class AgentStructure:
+    """Who serves whom and who talks to whom, shared by every multi-agent env.
+
+    Built from the serving agent of each device and a symmetric agent adjacency. Attributes:
+    ``devices_of_agent[k]`` (global indices, the paper's f(ι, k)); ``local_sizes[K]``;
+    ``max_devices``; ``dev_table[K, max_devices + 1]`` (action value → global device, column 0
+    = idle = −1); ``neighbors[k]``; ``max_neighbors``; ``neighborhood[K, K]`` (C(k), includes
+    k); ``obs_index[K, (1 + max_neighbors)·max_devices]`` (the device feeding each slot of
+    X_k = (O_k, O_ν1, …), ``N`` = zero padding); ``reward_matrix[N, K]`` so that
+    ``−queues @ reward_matrix`` is eq. (10): minus the queues of C(k)'s devices.
+    """
+
+    def __init__(self, agent_of_device: np.ndarray, n_agents: int, adjacency: np.ndarray):
+        N, K = len(agent_of_device), n_agents
+        adj = np.asarray(adjacency, bool) | np.asarray(adjacency, bool).T
+        adj = adj & ~np.eye(K, dtype=bool)
+        self.devices_of_agent = [np.nonzero(agent_of_device == k)[0] for k in range(K)]
+        self.local_sizes = np.array([len(d) for d in self.devices_of_agent], np.int64)
+        self.max_devices = int(self.local_sizes.max())
+        self.dev_table = np.full((K, self.max_devices + 1), -1, np.int64)
+        for k, d in enumerate(self.devices_of_agent):
+            self.dev_table[k, 1: 1 + len(d)] = d
+        self.neighbors = [np.nonzero(adj[k])[0] for k in range(K)]
+        self.max_neighbors = max((len(x) for x in self.neighbors), default=0)
+        self.neighborhood = adj | np.eye(K, dtype=bool)
+        slots = (1 + self.max_neighbors) * self.max_devices
+        self.obs_index = np.full((K, slots), N, np.int64)
+        for k in range(K):
+            for i, a in enumerate([k, *self.neighbors[k]]):
+                d = self.devices_of_agent[a]
+                self.obs_index[k, i * self.max_devices: i * self.max_devices + len(d)] = d
+        dev_agent = np.zeros((N, K))
+        dev_agent[np.arange(N), agent_of_device] = 1.0
+        self.reward_matrix = dev_agent @ self.neighborhood.astype(float)
+
+    def apply_to(self, env) -> None:
+        """Copy the attributes onto an env (the envs expose them directly)."""
+        for k, v in vars(self).items():
+            setattr(env, k, v)

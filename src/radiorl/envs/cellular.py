@@ -39,7 +39,8 @@ from dataclasses import dataclass, field, replace
 import numba as nb
 import numpy as np
 
-from radiorl.envs.base import PolicyView, check_array, check_number, seed_streams
+from radiorl.envs.base import (AgentStructure, PolicyView, check_array, check_number,
+                               seed_streams)
 from radiorl.envs.topology import Deployment, hexagonal_deployment, random_deployment
 from radiorl.phy import dbm_to_watt, jakes_rho, lte_macro_pathloss_db
 from radiorl.phy.fastrng import new_state as new_gaussian_state
@@ -349,36 +350,17 @@ class CellularEnv:
         self.rho = jakes_rho(p.doppler_hz, p.slot_s)
         self.rate_scale = p.bandwidth_hz * p.slot_s                             # bits per b/s/Hz
         self.sinr_cap = 10.0 ** (p.sinr_cap_db / 10.0)
-        self.devices_of_agent = [np.nonzero(self.ap_of_device == k)[0] for k in range(K)]
-        self.local_sizes = np.array([len(d) for d in self.devices_of_agent], np.int64)
-        self.max_devices = int(self.local_sizes.max())
-        self.dev_table = np.full((K, self.max_devices + 1), -1, np.int64)        # column 0 = idle
-        for k, d in enumerate(self.devices_of_agent):
-            self.dev_table[k, 1: 1 + len(d)] = d
         # neighbourhood
         serving = self.alpha[self.ap_of_device, np.arange(N)]                    # [N]
         strong = self.alpha >= serving[None, :] * 10.0 ** (-p.neighbor_threshold_db / 10.0)
         adj = np.zeros((K, K), bool)
         kk, nn = np.nonzero(strong)
         adj[kk, self.ap_of_device[nn]] = True
-        adj = adj | adj.T
-        np.fill_diagonal(adj, False)
-        self.neighbors = [np.nonzero(adj[k])[0] for k in range(K)]
-        self.max_neighbors = max((len(x) for x in self.neighbors), default=0)
-        self.neighborhood = adj | np.eye(K, dtype=bool)
-        dev_agent = np.zeros((N, K))
-        dev_agent[np.arange(N), self.ap_of_device] = 1.0
-        self._reward_matrix = dev_agent @ self.neighborhood.astype(float)
+        AgentStructure(self.ap_of_device, K, adj).apply_to(self)
         # observations
         self.n_features = 1 + (4 if p.obs_mode == "paper" else 2) * H
-        slots = (1 + self.max_neighbors) * self.max_devices
-        self.obs_index = np.full((K, slots), N, np.int64)
-        for k in range(K):
-            for i, a in enumerate([k, *self.neighbors[k]]):
-                d = self.devices_of_agent[a]
-                self.obs_index[k, i * self.max_devices: i * self.max_devices + len(d)] = d
+        slots = self.obs_index.shape[1]
         self.obs_mask = np.repeat(self.obs_index < N, self.n_features, axis=1)
-        self._obs_flat = self.obs_index.ravel()
         self.obs_dim = slots * self.n_features
         self.load_per_slot = np.full(N, p.load_pps * p.slot_s)
         self._serve_idx = self.ap_of_device                                      # [N]
@@ -502,7 +484,7 @@ class CellularEnv:
         q_bits = state.queues.backlog_bits()
         q_unit = q_bits if self.params.reward_unit == "bits" else \
             state.queues.backlog_packets().astype(float)
-        rewards = -(q_unit @ self._reward_matrix)
+        rewards = -(q_unit @ self.reward_matrix)
         par = self.params
         terminated = (state.queues.backlog_packets() > par.queue_threshold_packets).any(axis=1) \
             if par.queue_threshold_packets is not None else self._false

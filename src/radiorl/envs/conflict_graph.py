@@ -30,7 +30,8 @@ from dataclasses import dataclass, field, replace
 import numba as nb
 import numpy as np
 
-from radiorl.envs.base import PolicyView, check_array, check_number, seed_streams
+from radiorl.envs.base import (AgentStructure, PolicyView, check_array, check_number,
+                               seed_streams)
 from radiorl.traffic import ArrivalTape, PacketQueues
 
 #: Mutual and one-way edges of the paper's Fig. 2 (0-based device indices).
@@ -146,7 +147,7 @@ def _resolve(actions, dev_table, local_sizes, zeta, in_ptr, in_idx):
                 if a < 0 or a > local_sizes[k]:
                     return succ, ntx, ncol, tx, False
                 if a > 0:
-                    n = dev_table[k, a - 1]
+                    n = dev_table[k, a]
                     if zeta[b, n] > 0:
                         tx[b, h, n] = True
     for b in range(B):
@@ -170,9 +171,8 @@ class ConflictGraphEnv:
     """Batched conflict-graph environment (see module docstring).
 
     Derived static arrays (computed once): ``conflict[N, N]`` (``conflict[i, j]`` iff edge
-    ``i → j``), ``devices_of_agent`` (list of global indices, ``f(ι, k)``), ``neighbors``
-    (agents whose devices conflict with agent k's, either direction), ``obs_index[K, D]``
-    (global device index feeding each observation slot, ``N`` for padding) and ``obs_mask``.
+    ``i → j``) and the :class:`~radiorl.envs.base.AgentStructure` attributes, with agents
+    neighbours when their devices conflict (either direction); ``obs_mask`` marks real entries.
     """
 
     def __init__(self, params: ConflictGraphParams, batch: int = 1):
@@ -188,34 +188,15 @@ class ConflictGraphEnv:
         in_lists = [np.nonzero(self.conflict[:, n])[0] for n in range(N)]
         self._in_ptr = np.concatenate([[0], np.cumsum([len(x) for x in in_lists])]).astype(np.int64)
         self._in_idx = (np.concatenate(in_lists) if N else np.zeros(0)).astype(np.int64)
-        self.devices_of_agent = [np.nonzero(self.agent_of_device == k)[0] for k in range(K)]
-        self.max_devices = max(len(d) for d in self.devices_of_agent)
-        self._dev_table = np.full((K, self.max_devices), -1, np.int64)
-        for k, d in enumerate(self.devices_of_agent):
-            self._dev_table[k, : len(d)] = d
         sym = self.conflict | self.conflict.T
         agent_adj = np.zeros((K, K), bool)
         ii, jj = np.nonzero(sym)
         agent_adj[self.agent_of_device[ii], self.agent_of_device[jj]] = True
-        np.fill_diagonal(agent_adj, False)
-        self.neighbors = [np.nonzero(agent_adj[k])[0] for k in range(K)]
-        self.max_neighbors = max((len(x) for x in self.neighbors), default=0)
-        self.neighborhood = agent_adj | np.eye(K, dtype=bool)       # C(k), includes k
-        D = (1 + self.max_neighbors) * self.max_devices
-        self.obs_dim = D
-        self.obs_index = np.full((K, D), N, np.int64)
-        for k in range(K):
-            for slot_i, a in enumerate([k, *self.neighbors[k]]):
-                d = self.devices_of_agent[a]
-                self.obs_index[k, slot_i * self.max_devices: slot_i * self.max_devices + len(d)] = d
+        AgentStructure(self.agent_of_device, K, agent_adj).apply_to(self)
+        self.obs_dim = self.obs_index.shape[1]
         self.obs_mask = self.obs_index < N
-        # reward: R = -(q @ dev->agent one-hot) @ neighbourhood
-        self._dev_agent = np.zeros((N, K))
-        self._dev_agent[np.arange(N), self.agent_of_device] = 1.0
-        self._reward_matrix = self._dev_agent @ self.neighborhood.astype(float)   # [N, K]
         self.load = np.broadcast_to(np.asarray(p.load, float), (N,)).copy()
         self.n_actions = self.max_devices + 1
-        self.local_sizes = np.array([len(d) for d in self.devices_of_agent], np.int64)
         self.slot_ms = None
         self._zpad = np.zeros((self.batch, N + 1), np.float32)
         self._true, self._false = np.ones(self.batch, bool), np.zeros(self.batch, bool)
@@ -269,14 +250,14 @@ class ConflictGraphEnv:
         ``queues[B, N]`` end-of-slot queues, ``slot`` (the slot just simulated).
         """
         a = self.check_actions(actions)
-        succ, ntx, ncol, _, ok = _resolve(a, self._dev_table, self.local_sizes, state.zeta,
+        succ, ntx, ncol, _, ok = _resolve(a, self.dev_table, self.local_sizes, state.zeta,
                                           self._in_ptr, self._in_idx)
         if not ok:
             raise self._action_range_error()
         t = state.slot
-        deliveries = state.queues.serve_bits(succ.astype(np.float64), t, fractional=False)
+        deliveries = state.queues.serve_packets(succ, t)
         q_end = state.queues.backlog_packets()
-        rewards = -(q_end @ self._reward_matrix)
+        rewards = -(q_end @ self.reward_matrix)
         p = self.params
         terminated = (q_end > p.queue_threshold).any(axis=1) if p.queue_threshold is not None \
             else np.zeros(self.batch, bool)

@@ -53,14 +53,15 @@ class EvalTask:
     copies: int = 1
     overrides: dict = field(default_factory=dict)
     keep_delays: bool = True
+    reference_compat: bool = False
 
 
 def run_eval_task(task: EvalTask) -> dict:
     """One (scenario, policy, load, seed) episode; returns result rows and the delays."""
     from radiorl.schedulers.policies import make_policy
     sc = get_scenario(task.scenario)
-    env = sc.make_env(task.load, batch=task.copies, episode_slots=max(task.slots, 1),
-                      **task.overrides)
+    env = sc.make_env(task.load, batch=task.copies, reference_compat=task.reference_compat,
+                      episode_slots=max(task.slots, 1), **task.overrides)
     pol = make_policy(task.policy, env)
     t0 = time.perf_counter()
     m, t_act = rollout(env, pol, task.seed, task.slots)
@@ -79,7 +80,8 @@ def run_eval_task(task: EvalTask) -> dict:
 
 def evaluate(scenario: str, policies: list[str], loads: list, seeds: list[int], slots: int,
              copies: int = 1, workers: int = 1, overrides: dict | None = None,
-             show_progress: bool = True) -> tuple[list[dict], dict]:
+             show_progress: bool = True,
+             reference_compat: bool = False) -> tuple[list[dict], dict]:
     """Paired evaluation of ``policies`` on ``scenario`` over ``loads`` × ``seeds``.
 
     Returns ``(rows, delays)`` with ``delays[(policy, load_label)]`` pooling all seeds. Inputs
@@ -88,14 +90,16 @@ def evaluate(scenario: str, policies: list[str], loads: list, seeds: list[int], 
     from radiorl.schedulers.policies import make_policy
     sc = get_scenario(scenario)
     for p in policies:
-        make_policy(p, sc.make_env(loads[0] if loads else "medium", 1, episode_slots=10))
+        make_policy(p, sc.make_env(loads[0] if loads else "medium", 1, reference_compat,
+                                   episode_slots=10))
     for ld in loads:
         sc.resolve_load(ld)
     if not isinstance(slots, (int, np.integer)) or slots < 1:
         raise ValueError(f"slots must be an integer >= 1, got {slots!r}")
     if not seeds or any((not isinstance(s, (int, np.integer))) or s < 0 for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
-    tasks = [EvalTask(scenario, p, ld, s, slots, copies, dict(overrides or {}))
+    tasks = [EvalTask(scenario, p, ld, s, slots, copies, dict(overrides or {}),
+                      reference_compat=reference_compat)
              for ld in loads for s in seeds for p in policies]
     results = run_tasks(run_eval_task, tasks, workers=workers,
                         description=f"evaluate {scenario}", show_progress=show_progress)

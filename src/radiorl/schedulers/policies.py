@@ -202,7 +202,7 @@ class FullPowerPolicy(SchedulerPolicy):
         q = np.asarray(info["queues"])
         B = q.shape[0]
         score = np.where(q > 0, self.rng.random(q.shape), -1.0)            # [B, N]
-        table = e.dev_table[:, 1:] if self.cellular else e._dev_table
+        table = e.dev_table[:, 1:]
         sc = np.where(table[None] >= 0, score[:, np.maximum(table, 0)], -2.0)  # [B, K, D]
         best = sc.argmax(axis=2)
         ok = np.take_along_axis(sc, best[..., None], 2)[..., 0] >= 0

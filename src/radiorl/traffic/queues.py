@@ -226,6 +226,12 @@ class PacketQueues:
         self.extra["served_bits"] = served
         return Deliveries(ob, on, od, count)
 
+    def serve_packets(self, n_packets: np.ndarray, slot: int) -> Deliveries:
+        """Serve up to ``n_packets[B, N]`` whole packets per queue (unit-service networks such
+        as the conflict graph); delays in whole slots (``t − t_arrival + 1``)."""
+        bits = np.asarray(n_packets, np.float64) * self.packet_bits - self.head_served_bits
+        return self.serve_bits(np.where(n_packets > 0, bits, 0.0), slot, fractional=False)
+
     def copy(self) -> "PacketQueues":
         return PacketQueues(self.packet_bits, self.arrival_slot.copy(), self.n_arrived.copy(),
                             self.n_done.copy(), self.n_generated.copy(), self.n_dropped.copy(),
