@@ -73,3 +73,16 @@ def test_serve_packets_whole_packets():
     d = q.serve_packets(np.array([[2, 5]]), 1)
     assert d.count.tolist() == [[2, 1]] and d.delay_slots.tolist() == [2.0, 2.0, 2.0]
     assert q.backlog_packets().tolist() == [[1, 0]] and q.backlog_bits().tolist() == [[100.0, 0.0]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), min_size=1, max_size=60))
+def test_serve_packets_matches_reference(steps):
+    """Whole-packet service equals the deque reference with 1-bit packets."""
+    q = PacketQueues.empty(1, 1, 1.0, capacity=2)
+    got = []
+    for t, (a, s) in enumerate(steps):
+        q.enqueue(np.array([[a]]), t)
+        got.extend(q.serve_packets(np.array([[s]]), t).delay_slots.tolist())
+    ref, _, rem = reference_run([a for a, _ in steps], [float(s) for _, s in steps], 1.0, False)
+    assert got == ref and q.backlog_packets()[0, 0] == rem

@@ -51,20 +51,23 @@ from radiorl.traffic import ArrivalTape, PacketQueues
 @nb.njit(cache=True)
 def _fading_step(re, im, gain, alpha, rho, c, rng_state, noise):
     """Gauss–Markov update of ``re, im`` (``[B, H, K, N]`` float32, in place) with fresh
-    standard normals scaled by ``c`` (= √(1−ρ²)·√(P/2)), then ``gain = α·(re² + im²)``."""
-    normal_fill_f32(rng_state, noise)
+    standard normals scaled by ``c`` (= √(1−ρ²)·√(P/2)), then ``gain = α·(re² + im²)``.
+
+    Normals are drawn one (b, h) block at a time into ``noise`` (length ≥ 2·K·N, rounded up
+    to a multiple of 32 so the stream does not depend on block boundaries), which keeps them
+    in cache."""
     B, H, K, N = re.shape
     kn = K * N
-    m = B * H * kn
     r = re.reshape(-1)
     q = im.reshape(-1)
     g = gain.reshape(-1)
     a = alpha.reshape(-1)
     for i in range(B * H):
+        normal_fill_f32(rng_state, noise)
         o = i * kn
         for j in range(kn):
-            x = rho * r[o + j] + c * noise[o + j]
-            y = rho * q[o + j] + c * noise[m + o + j]
+            x = rho * r[o + j] + c * noise[j]
+            y = rho * q[o + j] + c * noise[kn + j]
             r[o + j] = x
             q[o + j] = y
             g[o + j] = a[j] * (x * x + y * y)
@@ -368,7 +371,7 @@ class CellularEnv:
         self._g_ref = float(10.0 ** (-lte_macro_pathloss_db(p.cell_radius_m) / 10.0))
         self.slot_ms = p.slot_s * 1e3
         self._true, self._false = np.ones(self.batch, bool), np.zeros(self.batch, bool)
-        self._noise = np.empty(2 * self.batch * H * K * N, np.float32)   # scratch for normals
+        self._noise = np.empty(-(-2 * K * N // 32) * 32, np.float32)    # scratch for normals
 
     # ------------------------------------------------------------------ dynamics
     def _update_gain(self, state: CellularState) -> None:

@@ -132,6 +132,36 @@ def _serve(arrival_slot, n_arrived, n_done, head_served, bits, packet_bits, slot
 
 
 @nb.njit(cache=True)
+def _serve_whole(arrival_slot, n_arrived, n_done, head_served, n_packets, slot):
+    """Serve up to ``n_packets[b, n]`` whole packets (a partly served head counts as one)."""
+    B, N, C = arrival_slot.shape
+    count = np.zeros((B, N), np.int64)
+    total = 0
+    for b in range(B):
+        for n in range(N):
+            k = min(n_packets[b, n], n_arrived[b, n] - n_done[b, n])
+            if k > 0:
+                count[b, n] = k
+                total += k
+    out_b = np.empty(total, np.int64)
+    out_n = np.empty(total, np.int64)
+    out_d = np.empty(total, np.float64)
+    m = 0
+    for b in range(B):
+        for n in range(N):
+            for _ in range(count[b, n]):
+                idx = n_done[b, n]
+                out_b[m] = b
+                out_n[m] = n
+                out_d[m] = slot - arrival_slot[b, n, idx % C] + 1.0
+                m += 1
+                n_done[b, n] = idx + 1
+            if count[b, n] > 0:
+                head_served[b, n] = 0.0
+    return count, out_b, out_n, out_d
+
+
+@nb.njit(cache=True)
 def _relayout(arrival_slot, n_done, n_arrived, new_c):
     """Copy every queued packet's arrival slot into a ring buffer of capacity ``new_c``."""
     B, N, C = arrival_slot.shape
@@ -229,8 +259,10 @@ class PacketQueues:
     def serve_packets(self, n_packets: np.ndarray, slot: int) -> Deliveries:
         """Serve up to ``n_packets[B, N]`` whole packets per queue (unit-service networks such
         as the conflict graph); delays in whole slots (``t − t_arrival + 1``)."""
-        bits = np.asarray(n_packets, np.float64) * self.packet_bits - self.head_served_bits
-        return self.serve_bits(np.where(n_packets > 0, bits, 0.0), slot, fractional=False)
+        count, ob, on, od = _serve_whole(self.arrival_slot, self.n_arrived, self.n_done,
+                                         self.head_served_bits,
+                                         np.asarray(n_packets, np.int64), int(slot))
+        return Deliveries(ob, on, od, count)
 
     def copy(self) -> "PacketQueues":
         return PacketQueues(self.packet_bits, self.arrival_slot.copy(), self.n_arrived.copy(),
