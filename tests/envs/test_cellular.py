@@ -185,3 +185,34 @@ def test_observe_kernel_equals_readable_features():
         f = np.concatenate([f, np.zeros((3, 1, f.shape[2]), np.float32)], axis=1)
         np.testing.assert_allclose(obs, f[:, env.obs_index].reshape(3, 19, -1), atol=1e-4)
         assert np.all(obs.reshape(3, 19, -1, env.n_features)[:, ~(env.obs_index < 57)] == 0)
+
+
+def test_observation_carries_previous_slot_csi_only():
+    """Learned agents see slot t−1 measurements; the genie view holds slot t's channel."""
+    env = make_env("cellular-19-hex", "medium", 1)
+    obs, s = env.reset(2)
+    act = {"device": np.ones((1, 19, 3), np.int64), "power_level": np.full((1, 19, 3), 5)}
+    prev_gain = s.gain.copy()
+    obs, r, te, tr, info, s = env.step(s, act)
+    f = env.device_features(s)                      # features of the obs for slot t
+    n = np.arange(57)
+    direct_prev = prev_gain[0][:, env.ap_of_device, n]          # [H, N] slot t-1
+    direct_now = s.gain[0][:, env.ap_of_device, n]              # [H, N] slot t
+    np.testing.assert_allclose(f[0, :, 1:4], 10 * np.log10(direct_prev.T), atol=1e-3)
+    assert np.abs(f[0, :, 1:4] - 10 * np.log10(direct_now.T)).max() > 0.1
+    view = env.policy_view(s, {"global_csi"})
+    np.testing.assert_array_equal(view["csi"], s.gain)
+
+
+@pytest.mark.parametrize("deployment,K,N,H", [("hex", 7, 14, 2), ("random", 37, 111, 4),
+                                              ("hex", 1, 3, 1)])
+def test_arbitrary_sizes(deployment, K, N, H):
+    p = CellularParams(deployment=deployment, n_aps=K, n_devices=N, n_subbands=H,
+                       episode_slots=20)
+    env = CellularEnv(p, 2)
+    obs, s = env.reset(0)
+    assert obs.shape == (2, K, env.obs_dim) and env.n_devices == N
+    act = {"device": np.ones((2, K, H), np.int64), "power_level": np.full((2, K, H), 2)}
+    for _ in range(5):
+        obs, r, te, tr, info, s = env.step(s, act)
+    assert r.shape == (2, K)

@@ -154,6 +154,10 @@ def _features(zeta_bits, meas, packet_bits, paper, off_power_dbm, se_max, g_ref,
                     out[b, k, j, c] = f[src, c]
 
 
+#: Queue threshold (packets) at which the public reference code ends a training episode.
+REFERENCE_TRAIN_QUEUE_THRESHOLD = 50
+
+
 @dataclass(frozen=True)
 class CellularParams:
     """Static parameters (defaults: the paper's Table I; ``reference_compat()`` for the public
@@ -215,7 +219,9 @@ class CellularParams:
     # ---------------------------------------------------------------- presets
     def reference_compat(self) -> "CellularParams":
         """The public reference code's conventions (spec table): 10 MHz, E|β|² = 4/π, power
-        levels off + {0, 5.75, 11.5, 17.25, 23} dBm, rewards in packets, its observation."""
+        levels off + {0, 5.75, 11.5, 17.25, 23} dBm, rewards in packets, its observation.
+        Its training termination threshold is ``REFERENCE_TRAIN_QUEUE_THRESHOLD`` = 50 packets;
+        trainers set ``queue_threshold_packets`` themselves (evaluation never terminates)."""
         return replace(self, bandwidth_hz=10e6, fading_power=4.0 / np.pi,
                        power_levels_dbm=(0.0, 5.75, 11.5, 17.25, 23.0), reward_unit="packets",
                        obs_mode="reference", queue_threshold_packets=self.queue_threshold_packets)

@@ -85,33 +85,46 @@ def hexagonal_deployment(rng: np.random.Generator, n_aps: int = 19, devices_per_
 def random_deployment(rng: np.random.Generator, n_aps: int = 19, n_devices: int = 57,
                       radius_m: float = 500.0, min_dist_m: float = 35.0,
                       ap_jitter_frac: float = 0.35, min_per_ap: int = 2, max_per_ap: int = 5,
-                      max_tries: int = 10_000) -> Deployment:
-    """Random deployment (paper Fig. 6b).
+                      max_tries: int = 100_000) -> Deployment:
+    """Random deployment (paper Fig. 6b), for any K and N.
 
-    Our choices where the paper is silent (all arguments): each AP is moved from its lattice
-    site uniformly within a disc of radius ``ap_jitter_frac·R``; devices are dropped uniformly
-    in discs of radius R around APs chosen at random, at least ``min_dist_m`` from every AP;
-    each device associates to its nearest AP; a draw is accepted when every AP serves between
-    ``min_per_ap`` and ``max_per_ap`` devices (rejection sampling).
+    Our choices where the paper is silent (all arguments):
+
+    1. Each AP is moved from its lattice site uniformly within a disc of radius
+       ``ap_jitter_frac·R``.
+    2. Device counts per AP: every AP gets ``min_per_ap``, and the remaining
+       ``N − K·min_per_ap`` devices go one at a time to a uniformly chosen AP that still has
+       room (at most ``max_per_ap``).
+    3. Each device of AP k is uniform within distance R of AP k, restricted to AP k's Voronoi
+       cell (so "associated to the nearest AP" holds by construction) and at least
+       ``min_dist_m`` from every AP (rejection sampling per device).
     """
     if not (min_per_ap * n_aps <= n_devices <= max_per_ap * n_aps):
         raise ValueError(f"n_devices must be in [{min_per_ap * n_aps}, {max_per_ap * n_aps}] for "
                          f"{n_aps} APs with {min_per_ap}-{max_per_ap} devices each, got {n_devices}")
     base = hex_lattice(n_aps, radius_m)
-    for _ in range(max_tries):
-        r = ap_jitter_frac * radius_m * np.sqrt(rng.uniform(size=n_aps))
-        th = rng.uniform(0, 2 * np.pi, size=n_aps)
-        ap = base + np.stack([r * np.cos(th), r * np.sin(th)], axis=1)
-        host = rng.integers(0, n_aps, size=n_devices)
-        rr = radius_m * np.sqrt(rng.uniform((min_dist_m / radius_m) ** 2, 1.0, size=n_devices))
-        tt = rng.uniform(0, 2 * np.pi, size=n_devices)
-        dev = ap[host] + np.stack([rr * np.cos(tt), rr * np.sin(tt)], axis=1)
-        d = np.linalg.norm(ap[:, None] - dev[None], axis=-1)
-        if d.min() < min_dist_m:
-            continue
-        assoc = d.argmin(axis=0)
-        counts = np.bincount(assoc, minlength=n_aps)
-        if counts.min() >= min_per_ap and counts.max() <= max_per_ap:
-            order = np.argsort(assoc, kind="stable")
-            return Deployment(ap, dev[order], assoc[order], float(radius_m))
-    raise RuntimeError(f"random_deployment: no valid draw in {max_tries} tries")
+    r = ap_jitter_frac * radius_m * np.sqrt(rng.uniform(size=n_aps))
+    th = rng.uniform(0, 2 * np.pi, size=n_aps)
+    ap = base + np.stack([r * np.cos(th), r * np.sin(th)], axis=1)
+    counts = np.full(n_aps, min_per_ap)
+    for _ in range(n_devices - min_per_ap * n_aps):
+        room = np.nonzero(counts < max_per_ap)[0]
+        counts[rng.choice(room)] += 1
+    devices = []
+    for k in range(n_aps):
+        got = 0
+        for _ in range(max_tries):
+            rr = radius_m * np.sqrt(rng.uniform((min_dist_m / radius_m) ** 2, 1.0, size=8))
+            tt = rng.uniform(0, 2 * np.pi, size=8)
+            cand = ap[k] + np.stack([rr * np.cos(tt), rr * np.sin(tt)], axis=1)
+            d = np.linalg.norm(ap[:, None] - cand[None], axis=-1)
+            ok = (d.argmin(axis=0) == k) & (d.min(axis=0) >= min_dist_m)
+            for c in cand[ok][: counts[k] - got]:
+                devices.append(c)
+                got += 1
+            if got == counts[k]:
+                break
+        else:
+            raise RuntimeError(f"random_deployment: AP {k} has no room for its devices; lower "
+                               f"min_dist_m or ap_jitter_frac")
+    return Deployment(ap, np.array(devices), np.repeat(np.arange(n_aps), counts), float(radius_m))
