@@ -1,6 +1,4 @@
 """The radiorl command as a user calls it."""
-from pathlib import Path
-
 from typer.testing import CliRunner
 
 from radiorl.cli import app

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -127,9 +125,8 @@ def run(experiment: str = typer.Argument(..., help="experiment name, e.g. quicks
     from radiorl.runtime.files import make_run_dir
     import time
     try:
-        fn, _ = get_experiment(experiment)
-        from radiorl.experiments import quickstart as _q
-        cfg = _q.preset_config(preset) if experiment == "quickstart" else {"preset": preset}
+        fn, _, config_fn = get_experiment(experiment)
+        cfg = config_fn(preset)
     except ValueError as e:
         _fail(str(e))
     run_dir = make_run_dir(experiment, out, {"experiment": experiment, "preset": preset, **cfg})

@@ -472,6 +472,7 @@ class CellularEnv:
         ``slot_ms``), ``served_bits[B, N]``, ``sinr[B, H, K]`` of the active links,
         ``transmissions[B, N]`` (device-subband transmissions), ``collisions[B, N]`` (always 0:
         interference lowers rates instead), ``queues[B, N]`` end-of-slot bits,
+        ``backlog_packets[B, N]`` end-of-slot packets (a partly sent packet counts as one),
         ``arrivals`` / ``dropped`` of the next slot, ``slot``.
         """
         dev, pw = self.ap_power(actions)                        # [B, H, K]
@@ -491,11 +492,11 @@ class CellularEnv:
         deliveries = state.queues.serve_bits(bits, t, fractional=True)
         served = state.queues.extra["served_bits"]
         q_bits = state.queues.backlog_bits()
-        q_unit = q_bits if self.params.reward_unit == "bits" else \
-            state.queues.backlog_packets().astype(float)
+        q_pkts = state.queues.backlog_packets()
+        q_unit = q_bits if self.params.reward_unit == "bits" else q_pkts.astype(float)
         rewards = -(q_unit @ self.reward_matrix)
         par = self.params
-        terminated = (state.queues.backlog_packets() > par.queue_threshold_packets).any(axis=1) \
+        terminated = (q_pkts > par.queue_threshold_packets).any(axis=1) \
             if par.queue_threshold_packets is not None else self._false
         # advance to slot t+1
         state.slot = t + 1
@@ -504,7 +505,8 @@ class CellularEnv:
         y, dropped = self._arrive(state)
         info = {"slot": t, "deliveries": deliveries, "served": deliveries.count,
                 "served_bits": served, "sinr": sinr, "transmissions": ntx,
-                "collisions": np.zeros((B, N), np.int64), "queues": q_bits, "arrivals": y,
+                "collisions": np.zeros((B, N), np.int64), "queues": q_bits,
+                "backlog_packets": q_pkts, "arrivals": y,
                 "dropped": {"overflow": dropped}}
         state.done = terminated | truncated
         return self.observe(state), rewards, terminated, truncated, info, state
@@ -513,7 +515,6 @@ class CellularEnv:
     def device_features(self, state: CellularState) -> np.ndarray:
         """``float32[B, N, F]`` local observation o_n of every device (module docstring)."""
         p = self.params
-        B, H, N = self.batch, self.n_subbands, self.n_devices
         q = (state.zeta_bits / p.packet_bits)[:, :, None]
         m = state.meas
         if p.obs_mode == "paper":

@@ -25,7 +25,7 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numba as nb
 import numpy as np
@@ -247,7 +247,7 @@ class ConflictGraphEnv:
         ``info``: ``arrivals[B, N]`` (of the *next* slot, already queued), ``deliveries``
         (:class:`~radiorl.traffic.Deliveries` of this slot), ``dropped[B, N]`` (overflow),
         ``transmissions[B, N]``, ``collisions[B, N]``, ``served[B, N]`` packets,
-        ``queues[B, N]`` end-of-slot queues, ``slot`` (the slot just simulated).
+        ``queues[B, N]`` and ``backlog_packets[B, N]`` end-of-slot queues (packets), ``slot`` (the slot just simulated).
         """
         a = self.check_actions(actions)
         succ, ntx, ncol, _, ok = _resolve(a, self.dev_table, self.local_sizes, state.zeta,
@@ -265,7 +265,8 @@ class ConflictGraphEnv:
         truncated = self._true if state.slot >= p.episode_slots else self._false
         y, dropped = self._arrive(state)
         info = {"slot": t, "deliveries": deliveries, "served": deliveries.count,
-                "transmissions": ntx, "collisions": ncol, "queues": q_end, "arrivals": y,
+                "transmissions": ntx, "collisions": ncol, "queues": q_end,
+                "backlog_packets": q_end, "arrivals": y,
                 "dropped": {"overflow": dropped}}
         state.done = terminated | truncated
         return self.observe(state), rewards, terminated, truncated, info, state

@@ -47,6 +47,8 @@ class EpisodeMetrics:
         self.terminated = np.zeros(batch, bool)
 
     def update(self, info: dict, backlog_packets: np.ndarray, terminated=None) -> None:
+        """Add one slot: ``info`` of ``env.step`` and the end-of-slot ``backlog_packets[B, N]``
+        (``info["backlog_packets"]``)."""
         d = info["deliveries"]
         if len(d.batch):
             if self.B == 1:

@@ -34,8 +34,7 @@ def rollout(env, policy, seed: int, slots: int, policy_seed: int | None = None,
         actions, pstate = policy.act(obs, view, pstate)
         t_act += time.perf_counter() - t0
         obs, rew, term, trunc, info, state = env.step(state, actions)
-        metrics.update(info, info["queues"] if env.slot_ms is None
-                       else state.queues.backlog_packets(), term)
+        metrics.update(info, info["backlog_packets"], term)
         if progress is not None:
             progress()
         if np.all(term):

@@ -33,7 +33,8 @@ def preset_config(preset: str) -> dict:
     return cfg
 
 
-@register("quickstart", "classical schedulers on cellular-19-random and conflict-8 (3 loads)")
+@register("quickstart", "classical schedulers on cellular-19-random and conflict-8 (3 loads)",
+          preset_config)
 def quickstart(preset: str, run_dir, workers: int = 2, console: Console | None = None):
     console = console or Console()
     cfg = preset_config(preset)

@@ -1,18 +1,19 @@
-"""Experiment registry: name -> (function(preset, run_dir, **kw) -> summary rows, description)."""
+"""Experiment registry: name -> (function(preset, run_dir, **kw) -> summary rows, description,
+config(preset) -> dict). ``config`` validates the preset (clear error) before any work starts."""
 from __future__ import annotations
 
 EXPERIMENTS: dict = {}
 
 
-def register(name: str, description: str):
+def register(name: str, description: str, config):
     def deco(fn):
-        EXPERIMENTS[name] = (fn, description)
+        EXPERIMENTS[name] = (fn, description, config)
         return fn
     return deco
 
 
 def get_experiment(name: str):
-    import radiorl.experiments.quickstart  # noqa: F401  (registers)
+    from radiorl.experiments import quickstart  # noqa: F401  (importing registers it)
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; valid experiments: {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]

@@ -200,7 +200,6 @@ class FullPowerPolicy(SchedulerPolicy):
     def _act(self, obs, info, ps):
         e = self.env
         q = np.asarray(info["queues"])
-        B = q.shape[0]
         score = np.where(q > 0, self.rng.random(q.shape), -1.0)            # [B, N]
         table = e.dev_table[:, 1:]
         sc = np.where(table[None] >= 0, score[:, np.maximum(table, 0)], -2.0)  # [B, K, D]

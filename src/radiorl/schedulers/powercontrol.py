@@ -654,11 +654,10 @@ if _HAVE_NUMBA:
         """FP (solver 0) or WMMSE (solver 1) on K links from p (updated in place).
 
         Mirrors :func:`_iterate` for one instance (relative tolerance). ``work`` is a
-        ``[8, K]`` scratch array. Returns the final WSR (never below the starting one).
+        ``[6, K]`` scratch array. Returns the final WSR (never below the starting one).
         """
         K = G_off.shape[0]
-        S, IN, c, num, den, S2, IN2, p0 = (work[0], work[1], work[2], work[3], work[4],
-                                           work[5], work[6], work[7])
+        S, IN, c, num, den, p0 = (work[0], work[1], work[2], work[3], work[4], work[5])
         _nb_link_terms(G_off, g_dir, p, noise, S, IN)
         wsr = _nb_wsr(alpha, S, IN)
         wsr0 = wsr
@@ -721,7 +720,7 @@ if _HAVE_NUMBA:
         val = np.empty(K)
         G_off = np.empty((K, K))
         g_dir = np.empty(K)
-        work = np.empty((8, K))
+        work = np.empty((6, K))
         a_l = np.empty(K)
         p = np.empty(K)
         has = np.zeros(K, np.bool_)
