@@ -80,7 +80,7 @@ def simulate(scenario: str = typer.Option(..., help="scenario name (radiorl scen
         m, t_act = rollout(env, pol, seed, slots, progress=lambda: prog.advance(tid))
     rows = m.summary(env.slot_ms)
     for r in rows:
-        r.update(scenario=scenario, policy=policy, load=sc.load_label(load),
+        r.update(scenario=scenario, family=sc.family, policy=policy, load=sc.load_label(load),
                  load_value=sc.resolve_load(load), seed=seed, ms_per_decision=1e3 * t_act / m.slots)
     print_table(summarize(rows), title=f"{scenario}, {slots} slots, seed {seed}")
 

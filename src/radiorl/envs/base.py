@@ -24,6 +24,9 @@ INFORMATION: dict[str, str] = {
     "local_csi": "one-slot-delayed measurements of the agent's own links",
     "global_csi": "current-slot channel gains between every AP and every device (genie)",
     "broadcast": "a signalling phase in which links announce intent to their conflict set",
+    "mean_field_obs": "the mean of the 1-hop neighbours' observations (MA-CDMP eq. 11)",
+    "local_traffic": "the agent's own counters of the last frame (generated, relayed in, sent, "
+                     "failed, granted RBs)",
 }
 
 #: ``info`` keys produced for each declared item.
@@ -35,6 +38,8 @@ VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "local_csi": ("delayed_csi",),
     "global_csi": ("csi",),
     "broadcast": (),
+    "mean_field_obs": ("mf_obs",),
+    "local_traffic": ("traffic",),
 }
 
 

@@ -2,7 +2,9 @@
 
 Agents are named ``agent_<k>``. Conflict graph: action ``MultiDiscrete([|N_k|+1] * H)``.
 Cellular: ``MultiDiscrete([|N_k|+1] * H + [n_levels] * H)`` (device choices, then power levels).
-Observations are each agent's aggregate observation X_k. When a copy terminates or truncates,
+Observations are each agent's aggregate observation X_k. MF-TDMA ad hoc network: action
+``Discrete(max_request + 1)`` (RBs requested), observation ``[o_i, ō_i]`` (own observation and
+the 1-hop mean field, 8 values). When a copy terminates or truncates,
 all agents are done and removed (call ``reset``).
 """
 from __future__ import annotations
@@ -24,6 +26,13 @@ class ParallelAdapter(ParallelEnv):
         self.possible_agents = [f"agent_{k}" for k in range(env.n_agents)]
         self.agents = []
         self._cellular = isinstance(env, CellularEnv)
+        self._adhoc = getattr(env, "family", None) == "adhoc"
+        if self._adhoc:
+            self._obs_space = {a: spaces.Box(0.0, np.inf, (8,), np.float32)
+                               for a in self.possible_agents}
+            self._act_space = {a: spaces.Discrete(env.n_actions) for a in self.possible_agents}
+            self.state = None
+            return
         H = env.n_subbands
         low = 0.0 if not self._cellular else -np.inf
         self._obs_space = {a: spaces.Box(low, np.inf, (env.obs_dim,), np.float32)
@@ -43,6 +52,9 @@ class ParallelAdapter(ParallelEnv):
         return self._act_space[agent]
 
     def _obs_dict(self, obs):
+        if self._adhoc:
+            full = np.concatenate([obs[0], self.state.mf_obs[0]], axis=-1).astype(np.float32)
+            return {a: full[k] for k, a in enumerate(self.possible_agents)}
         return {a: obs[0, k] for k, a in enumerate(self.possible_agents)}
 
     def reset(self, seed=None, options=None):
@@ -53,6 +65,12 @@ class ParallelAdapter(ParallelEnv):
         return self._obs_dict(obs), {a: {} for a in self.agents}
 
     def step(self, actions):
+        if self._adhoc:
+            batched = np.zeros((1, self.env.n_agents), np.int64)
+            for k, a in enumerate(self.possible_agents):
+                if a in actions:
+                    batched[0, k] = int(np.asarray(actions[a]).reshape(()))
+            return self._finish(*self.env.step(self.state, batched))
         H, K = self.env.n_subbands, self.env.n_agents
         act = np.zeros((1, K, 2 * H if self._cellular else H), np.int64)
         for k, a in enumerate(self.possible_agents):
@@ -62,7 +80,10 @@ class ParallelAdapter(ParallelEnv):
             batched = {"device": act[:, :, :H], "power_level": act[:, :, H:]}
         else:
             batched = act
-        obs, rew, term, trunc, info, self.state = self.env.step(self.state, batched)
+        return self._finish(*self.env.step(self.state, batched))
+
+    def _finish(self, obs, rew, term, trunc, info, state):
+        self.state = state
         o = self._obs_dict(obs)
         r = {a: float(rew[0, k]) for k, a in enumerate(self.possible_agents)}
         te = {a: bool(term[0]) for a in self.possible_agents}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 
@@ -128,3 +129,132 @@ def random_deployment(rng: np.random.Generator, n_aps: int = 19, n_devices: int 
             raise RuntimeError(f"random_deployment: AP {k} has no room for its devices; lower "
                                f"min_dist_m or ap_jitter_frac")
     return Deployment(ap, np.array(devices), np.repeat(np.arange(n_aps), counts), float(radius_m))
+
+
+# =========================================================================== ad hoc networks
+# Node placement, unit-disk graphs and min-hop routing for multi-hop ad hoc networks
+# (spec adhoc-mftdma.md, A.3.1). Distances in km. The graph kernels are numba-compiled so that
+# mobility can rebuild routes every frame.
+
+def uniform_nodes(rng: np.random.Generator, n: int, side_km: float) -> np.ndarray:
+    """``[n, 2]`` positions uniform i.i.d. in ``[0, side_km]²`` (km)."""
+    return rng.random((n, 2)) * side_km
+
+
+def sequential_nodes(rng: np.random.Generator, n: int, side_km: float, radius_km: float,
+                     block: int = 1024) -> np.ndarray:
+    """``[n, 2]`` positions in ``[0, side_km]²`` whose unit-disk graph is connected by
+    construction: the first node is uniform; each next node is the first uniform candidate
+    within ``radius_km`` of an already placed node (rejection, candidates drawn in blocks).
+
+    Used for large networks, where uniform placement at the paper's density is almost never
+    connected. The result is uniform over the region the growing network can reach, so the
+    density tends to the uniform one as the area fills.
+    """
+    pos = np.empty((n, 2))
+    pos[0] = rng.random(2) * side_km
+    r2 = radius_km * radius_km
+    k = 1
+    while k < n:
+        cand = rng.random((block, 2)) * side_km
+        d2 = ((cand[:, None, :] - pos[None, :k, :]) ** 2).sum(-1)
+        ok = (d2 <= r2).any(axis=1)
+        start = k
+        for c in range(block):
+            if k >= n:
+                break
+            # exact sequential rejection: also test against nodes placed earlier in this block
+            if ok[c] or (k > start and (((pos[start:k] - cand[c]) ** 2).sum(-1) <= r2).any()):
+                pos[k] = cand[c]
+                k += 1
+    return pos
+
+
+@nb.njit(cache=True)
+def unit_disk_connected(pos, radius_km):
+    """Whether the unit-disk graph of ``pos[N, 2]`` (edge iff distance ≤ radius) is connected."""
+    N = pos.shape[0]
+    if N <= 1:
+        return True
+    seen = np.zeros(N, np.bool_)
+    stack = np.empty(N, np.int64)
+    seen[0] = True
+    stack[0] = 0
+    top, count = 1, 1
+    r2 = radius_km * radius_km
+    while top > 0:
+        top -= 1
+        u = stack[top]
+        for v in range(N):
+            if not seen[v]:
+                dx = pos[u, 0] - pos[v, 0]
+                dy = pos[u, 1] - pos[v, 1]
+                if dx * dx + dy * dy <= r2:
+                    seen[v] = True
+                    stack[top] = v
+                    top += 1
+                    count += 1
+    return count == N
+
+
+@nb.njit(cache=True)
+def build_adhoc_graph(pos, radius_km, deg, nbr, hops, next_hop, dist_km):
+    """Unit-disk graph, hop counts and min-hop routes of one network, written into the outputs.
+
+    Args:
+        pos: ``[N, 2]`` positions (km).
+        radius_km: one-hop radius; link (i, j) iff ``d_ij ≤ radius_km``.
+    Outputs (filled in place): ``deg[N]``; ``nbr[N, ≥maxdeg]`` neighbour lists (ascending id,
+    −1 padding); ``hops[N, N]`` hop counts (−1 unreachable, 0 on the diagonal);
+    ``next_hop[N, N]`` next hop from i toward destination d (−1 if d = i or unreachable);
+    ``dist_km[N, N]`` pairwise distances.
+
+    Routing: min-hop; among min-hop paths the smaller total Euclidean length wins, then the
+    lower next-hop id (ties in length within 1e-9 relative count as equal).
+    """
+    N = pos.shape[0]
+    r2 = radius_km * radius_km
+    for i in range(N):
+        deg[i] = 0
+        for j in range(nbr.shape[1]):
+            nbr[i, j] = -1
+    for i in range(N):
+        for j in range(N):
+            dx = pos[i, 0] - pos[j, 0]
+            dy = pos[i, 1] - pos[j, 1]
+            d2 = dx * dx + dy * dy
+            dist_km[i, j] = np.sqrt(d2)
+            if i != j and d2 <= r2:
+                nbr[i, deg[i]] = j
+                deg[i] += 1
+    order = np.empty(N, np.int64)
+    length = np.empty(N)
+    for d in range(N):
+        for i in range(N):
+            hops[i, d] = -1
+            next_hop[i, d] = -1
+        hops[d, d] = 0
+        length[d] = 0.0
+        order[0] = d
+        head, tail = 0, 1
+        while head < tail:                    # BFS from d: nondecreasing hop order
+            u = order[head]
+            head += 1
+            for k in range(deg[u]):
+                v = nbr[u, k]
+                if hops[v, d] < 0:
+                    hops[v, d] = hops[u, d] + 1
+                    order[tail] = v
+                    tail += 1
+        for idx in range(1, tail):            # lexicographic (hops, length, next-hop id)
+            u = order[idx]
+            best, best_v = np.inf, -1
+            for k in range(deg[u]):
+                v = nbr[u, k]
+                if hops[v, d] == hops[u, d] - 1:
+                    c = dist_km[u, v] + length[v]
+                    tol = 1e-9 * max(1.0, best if best < np.inf else c)
+                    if c < best - tol or (abs(c - best) <= tol and v < best_v):
+                        best, best_v = c, v
+            length[u] = best
+            next_hop[u, d] = best_v

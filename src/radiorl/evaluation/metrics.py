@@ -5,7 +5,7 @@ delay statistics (mean, percentiles, max) over every delivered packet, throughpu
 cause, the fraction of collided transmissions, and an explicit ``unstable`` verdict.
 
 Instability rule (our choice; every constant is an :class:`StabilityRule` field): a copy is
-``unstable`` if it dropped packets for buffer overflow, was terminated by a queue threshold, or
+``unstable`` if it dropped packets for buffer overflow or lifetime expiry (ttl), was terminated by a queue threshold, or
 its total backlog grows over the second half of the episode — least-squares slope above
 ``slope_per_device`` packets/slot/device *and* final backlog above
 ``growth_factor × first-half mean + margin_per_device × N``. Delay numbers of an unstable copy
@@ -23,6 +23,9 @@ class StabilityRule:
     slope_per_device: float = 2e-3
     growth_factor: float = 2.0
     margin_per_device: float = 2.0
+    #: drop causes that mean the queues cannot keep up (PHY losses such as retry-limit drops
+    #: are reported but are not instability)
+    instability_causes: tuple = ("overflow", "ttl")
 
 
 class EpisodeMetrics:
@@ -41,14 +44,17 @@ class EpisodeMetrics:
         self.dropped: dict[str, np.ndarray] = {}
         self.transmissions = np.zeros(batch, np.int64)
         self.collisions = np.zeros(batch, np.int64)
+        self.failures = np.zeros(batch, np.int64)
+        self.reward_sum = np.zeros(batch)
         self.served_bits = np.zeros(batch)
         self.backlog = []            # [T, B] total packets in queue at end of slot
         self.slots = 0
         self.terminated = np.zeros(batch, bool)
 
-    def update(self, info: dict, backlog_packets: np.ndarray, terminated=None) -> None:
+    def update(self, info: dict, backlog_packets: np.ndarray, terminated=None,
+               rewards=None) -> None:
         """Add one slot: ``info`` of ``env.step`` and the end-of-slot ``backlog_packets[B, N]``
-        (``info["backlog_packets"]``)."""
+        (``info["backlog_packets"]``); ``rewards[B, K]`` adds the mean reward per step."""
         d = info["deliveries"]
         if len(d.batch):
             if self.B == 1:
@@ -64,7 +70,12 @@ class EpisodeMetrics:
             self.dropped.setdefault(cause, np.zeros(self.B, np.int64))
             self.dropped[cause] += np.asarray(arr).sum(axis=1)
         self.transmissions += info["transmissions"].sum(axis=1)
-        self.collisions += info["collisions"].sum(axis=1)
+        if "collisions" in info:
+            self.collisions += info["collisions"].sum(axis=1)
+        if "failures" in info:
+            self.failures += info["failures"].sum(axis=1)
+        if rewards is not None:
+            self.reward_sum += np.asarray(rewards, float).mean(axis=1)
         if "served_bits" in info:
             self.served_bits += info["served_bits"].sum(axis=1)
         self.backlog.append(backlog_packets.sum(axis=1))
@@ -77,8 +88,9 @@ class EpisodeMetrics:
         bl = np.asarray(self.backlog, float)            # [T, B]
         T = len(bl)
         unstable = self.terminated.copy()
-        for arr in self.dropped.values():
-            unstable |= arr > 0
+        for cause, arr in self.dropped.items():
+            if cause in self.rule.instability_causes:
+                unstable |= arr > 0
         slope = np.zeros(self.B)
         if T >= 8:
             half = bl[T // 2:]
@@ -110,6 +122,12 @@ class EpisodeMetrics:
                 row[f"dropped_{cause}"] = int(arr[b])
             row["collided_fraction"] = (self.collisions[b] / self.transmissions[b]
                                         if self.transmissions[b] else 0.0)
+            n_drop = sum(int(arr[b]) for arr in self.dropped.values())
+            row["packet_loss_rate"] = (n_drop / (n_drop + self.delivered[b])
+                                       if n_drop + self.delivered[b] else 0.0)
+            if self.failures[b]:
+                row["failed_fraction"] = self.failures[b] / max(self.transmissions[b], 1)
+            row["mean_reward"] = self.reward_sum[b] / max(self.slots, 1)
             row["final_backlog_pkts"] = float(self.backlog[-1][b]) if self.backlog else 0.0
             row["backlog_slope"] = float(slope[b])
             row["unstable"] = bool(unstable[b])

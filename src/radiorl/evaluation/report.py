@@ -37,8 +37,12 @@ def summarize(rows: list[dict]) -> list[dict]:
              "collided_fraction": float(np.mean([r["collided_fraction"] for r in rs])),
              "ms_per_decision": float(np.mean([r["ms_per_decision"] for r in rs])),
              "delay_unit": rs[0]["delay_unit"], "load_unit": rs[0].get("load_unit", "")}
-        if "throughput_mbps" in rs[0]:
-            s["throughput_mbps"] = float(np.mean([r["throughput_mbps"] for r in rs]))
+        s["family"] = rs[0].get("family", "")
+        for key in ("throughput_mbps", "packet_loss_rate", "mean_reward"):
+            if key in rs[0]:
+                v = np.array([r[key] for r in rs], float)
+                s[key] = float(np.nanmean(v))
+                s[f"{key}_std"] = float(np.nanstd(v)) if len(v) > 1 else 0.0
         s["verdict"] = "stable" if n_unst == 0 else f"unstable ({n_unst}/{len(rs)} runs)"
         out.append(s)
     out.sort(key=lambda s: (s["scenario"], s["load_value"], s["policy"]))
@@ -53,29 +57,50 @@ def _fmt_delay(s: dict) -> str:
     return f"{s['mean_delay']:.3f}"
 
 
-def markdown_table(summary: list[dict]) -> str:
+def _pm(s: dict, key: str, fmt: str = ".3f", scale: float = 1.0) -> str:
+    v = s[key] * scale
+    if s["runs"] > 1:
+        return f"{v:{fmt}} ± {s[f'{key}_std'] * scale:{fmt}}"
+    return f"{v:{fmt}}"
+
+
+def _columns(summary: list[dict]) -> list[tuple]:
+    """``(header, formatter)`` of the table columns; the ad hoc networks report the MA-CDMP
+    metrics (mean reward, throughput, delay, packet-loss rate), mean ± std over runs."""
     unit = summary[0]["delay_unit"] if summary else "slots"
-    head = (f"| scenario | load | policy | mean delay ({unit}) | p99 ({unit}) | max ({unit}) | "
-            f"throughput (pkt/slot) | collided | ms/decision |\n|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"| {s['scenario']} | {s['load']} ({s['load_value']:g}) | {s['policy']} | "
-             f"{_fmt_delay(s)} | {s['p99_delay']:.2f} | {s['max_delay']:.2f} | "
-             f"{s['throughput_pkt_per_slot']:.3f} | {100 * s['collided_fraction']:.1f}% | "
-             f"{s['ms_per_decision']:.3f} |" for s in summary]
+    cols = [("scenario", lambda s: s["scenario"]),
+            ("load", lambda s: f"{s['load']} ({s['load_value']:g})"),
+            ("policy", lambda s: s["policy"])]
+    if summary and summary[0].get("family") == "adhoc":
+        cols += [("mean reward", lambda s: _pm(s, "mean_reward", ".2f")),
+                 ("throughput (Mbps)", lambda s: _pm(s, "throughput_mbps", ".3f")),
+                 (f"mean delay ({unit})", _fmt_delay),
+                 ("packet loss (%)", lambda s: _pm(s, "packet_loss_rate", ".2f", 100.0))]
+    else:
+        cols += [(f"mean delay ({unit})", _fmt_delay),
+                 (f"p99 ({unit})", lambda s: f"{s['p99_delay']:.2f}"),
+                 (f"max ({unit})", lambda s: f"{s['max_delay']:.2f}"),
+                 ("throughput (pkt/slot)", lambda s: f"{s['throughput_pkt_per_slot']:.3f}"),
+                 ("collided", lambda s: f"{100 * s['collided_fraction']:.1f}%")]
+    cols.append(("ms/decision", lambda s: f"{s['ms_per_decision']:.3f}"))
+    return cols
+
+
+def markdown_table(summary: list[dict]) -> str:
+    cols = _columns(summary)
+    head = "| " + " | ".join(c for c, _ in cols) + " |\n|" + "---|" * len(cols) + "\n"
+    lines = ["| " + " | ".join(f(s) for _, f in cols) + " |" for s in summary]
     return head + "\n".join(lines) + "\n"
 
 
 def print_table(summary: list[dict], title: str = "", console: Console | None = None) -> None:
     console = console or Console()
-    unit = summary[0]["delay_unit"] if summary else "slots"
+    cols = _columns(summary)
     t = Table(title=title)
-    for c in ("scenario", "load", "policy", f"mean delay ({unit})", f"p99 ({unit})",
-              f"max ({unit})", "pkt/slot", "collided", "ms/decision"):
+    for c, _ in cols:
         t.add_column(c, justify="right" if c not in ("scenario", "policy") else "left")
     for s in summary:
-        t.add_row(s["scenario"], f"{s['load']} ({s['load_value']:g})", s["policy"], _fmt_delay(s),
-                  f"{s['p99_delay']:.2f}", f"{s['max_delay']:.2f}",
-                  f"{s['throughput_pkt_per_slot']:.3f}", f"{100 * s['collided_fraction']:.1f}%",
-                  f"{s['ms_per_decision']:.3f}")
+        t.add_row(*[f(s) for _, f in cols])
     console.print(t)
 
 

@@ -34,7 +34,7 @@ def rollout(env, policy, seed: int, slots: int, policy_seed: int | None = None,
         actions, pstate = policy.act(obs, view, pstate)
         t_act += time.perf_counter() - t0
         obs, rew, term, trunc, info, state = env.step(state, actions)
-        metrics.update(info, info["backlog_packets"], term)
+        metrics.update(info, info["backlog_packets"], term, rew)
         if progress is not None:
             progress()
         if np.all(term):
@@ -67,7 +67,7 @@ def run_eval_task(task: EvalTask) -> dict:
     wall = time.perf_counter() - t0
     rows = m.summary(env.slot_ms)
     for b, r in enumerate(rows):
-        r.update({"scenario": task.scenario, "policy": task.policy,
+        r.update({"scenario": task.scenario, "family": sc.family, "policy": task.policy,
                   "load": sc.load_label(task.load), "load_value": sc.resolve_load(task.load),
                   "load_unit": sc.load_unit,
                   "seed": task.seed, "copy": b,

@@ -8,6 +8,7 @@ from radiorl.phy.channel import (
     db_to_linear,
     dbm_to_watt,
     fspl_db,
+    fspl_db_scalar,
     gauss_markov_step,
     jakes_rho,
     lte_macro_pathloss_db,
@@ -15,10 +16,12 @@ from radiorl.phy.channel import (
     rayleigh_init,
     watt_to_dbm,
 )
-from radiorl.phy.link import shannon_rate, sinr_downlink, spectral_efficiency
+from radiorl.phy.link import (shannon_rate, sinr_downlink, spectral_efficiency,
+                              thermal_noise_dbm, threshold_success_prob)
 
 __all__ = [
     "bessel_j0", "db_to_linear", "dbm_to_watt", "fspl_db", "gauss_markov_step", "jakes_rho",
     "lte_macro_pathloss_db", "linear_to_db", "rayleigh_init", "watt_to_dbm", "shannon_rate",
-    "sinr_downlink", "spectral_efficiency",
+    "sinr_downlink", "spectral_efficiency", "fspl_db_scalar", "thermal_noise_dbm",
+    "threshold_success_prob",
 ]

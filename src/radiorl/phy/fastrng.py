@@ -529,3 +529,62 @@ class GaussianStream:
 
     def __repr__(self) -> str:
         return f"GaussianStream(state[:4]={self.state[:4].tolist()}...)"
+
+
+# --------------------------------------------------------------------------- scalar streams
+# Independent scalar xoshiro256++ streams stored as rows of a ``uint64[R, 4]`` array, for
+# per-event simulators (packet arrivals, per-transmission fading draws, random assignments)
+# that need a few uniforms at a time inside numba kernels. Row ``r`` is one stream; rows are
+# seeded independently from a numpy Generator (``new_streams``).
+
+@njit(cache=True, inline="always")
+def stream_next(s, r):
+    """Next raw 64-bit output of stream ``s[r]`` (advanced in place)."""
+    s0 = s[r, 0]
+    s1 = s[r, 1]
+    s2 = s[r, 2]
+    s3 = s[r, 3]
+    q = s0 + s3
+    res = ((q << _U23) | (q >> _U41)) + s0
+    t = s1 << _U17
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = (s3 << _U45) | (s3 >> _U19)
+    s[r, 0] = s0
+    s[r, 1] = s1
+    s[r, 2] = s2
+    s[r, 3] = s3
+    return res
+
+
+@njit(cache=True, inline="always")
+def stream_uniform(s, r):
+    """Uniform on [0, 1) with 53-bit resolution from stream ``s[r]``."""
+    return float(stream_next(s, r) >> _U11) * _TWO_M53
+
+
+@njit(cache=True, inline="always")
+def stream_exponential(s, r):
+    """Exp(1) sample (−log of a uniform on (0, 1]) from stream ``s[r]``."""
+    return -math.log((float(stream_next(s, r) >> _U11) + 1.0) * _TWO_M53)
+
+
+@njit(cache=True, inline="always")
+def stream_integer(s, r, n):
+    """Uniform integer in ``[0, n)`` (``n ≥ 1``; bias below 2^-53·n, negligible)."""
+    k = int(stream_uniform(s, r) * n)
+    return k if k < n else n - 1
+
+
+def new_streams(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``uint64[n, 4]`` states of ``n`` scalar streams seeded from ``rng`` (no all-zero row)."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    out = rng.integers(0, 2 ** 64, size=(max(int(n), 0), 4), dtype=np.uint64)
+    for i in range(len(out)):
+        while not out[i].any():
+            out[i] = rng.integers(0, 2 ** 64, size=4, dtype=np.uint64)
+    return out

@@ -1,7 +1,10 @@
 """SINR and Shannon rate for single-antenna downlinks."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 
 def sinr_downlink(gain_ap_dev: np.ndarray, power_ap: np.ndarray, serving_ap: np.ndarray,
@@ -40,3 +43,27 @@ def spectral_efficiency(sinr, cap_db: float | None = 30.0):
 def shannon_rate(bandwidth_hz, snr, cap_db: float | None = None):
     """Shannon capacity ``B·log2(1+SNR)`` in bit/s. Example: 2 MHz at 0 dB -> 2e6 bit/s."""
     return np.asarray(bandwidth_hz, dtype=float) * spectral_efficiency(snr, cap_db)
+
+
+def thermal_noise_dbm(bandwidth_hz, noise_figure_db=0.0):
+    """Receiver noise power ``−174 dBm/Hz + 10·log10(B) + NF`` in dBm.
+
+    Example: ``thermal_noise_dbm(2e6, 7.0) -> −104.0`` dBm (spec adhoc-mftdma A.3.3).
+    """
+    return -174.0 + 10.0 * np.log10(np.asarray(bandwidth_hz, dtype=float)) + noise_figure_db
+
+
+@njit(cache=True)
+def threshold_success_prob(mean_snr_db, threshold_db, rayleigh):
+    """Probability that one transmission's instantaneous SNR reaches ``threshold_db``.
+
+    With Rayleigh block fading (``|h|² ~ Exp(1)``) this is ``exp(−γ_th / SNR̄)`` (oracle C.6);
+    without fading (``rayleigh=False``) it is 1 if ``SNR̄ ≥ γ_th`` else 0. Scalar in, scalar out
+    (numba-compiled, also callable from Python).
+
+    Example: ``threshold_success_prob(12.81, 6.0, True) -> 0.812``;
+    ``threshold_success_prob(43.87, 6.0, True) -> 0.99984``.
+    """
+    if not rayleigh:
+        return 1.0 if mean_snr_db >= threshold_db else 0.0
+    return math.exp(-(10.0 ** (threshold_db / 10.0)) / (10.0 ** (mean_snr_db / 10.0)))

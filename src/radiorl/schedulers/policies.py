@@ -68,7 +68,8 @@ class SchedulerPolicy:
     options: dict = field(default_factory=dict)
 
     def bind(self, env) -> "SchedulerPolicy":
-        fam = "cellular" if isinstance(env, CellularEnv) else "conflict_graph"
+        fam = getattr(env, "family", None) or (
+            "cellular" if isinstance(env, CellularEnv) else "conflict_graph")
         if fam not in self.families:
             raise ValueError(f"policy {self.name!r} works on {list(self.families)} networks, not "
                              f"on {fam} ({getattr(env.params, 'name', '')})")
@@ -213,14 +214,17 @@ class FullPowerPolicy(SchedulerPolicy):
 
 
 class RandomPolicy(SchedulerPolicy):
-    """Uniformly random action (idle or a device per subband; random power level)."""
+    """Uniformly random action (idle or a device per subband; random power level; on the ad hoc
+    network a uniformly random RB request)."""
 
     def __init__(self):
-        super().__init__("random", frozenset())
+        super().__init__("random", frozenset(), ("conflict_graph", "cellular", "adhoc"))
 
     def _act(self, obs, info, ps):
         e = self.env
         B = e.batch
+        if getattr(e, "family", None) == "adhoc":
+            return self.rng.integers(0, e.params.max_request + 1, size=(B, e.n_agents)), ps
         u = self.rng.random((B, e.n_agents, e.n_subbands))
         act = np.floor(u * (e.local_sizes[None, :, None] + 1)).astype(np.int64)
         if self.cellular:
@@ -241,6 +245,15 @@ POLICIES = {
     "full-power": (FullPowerPolicy, "random nonempty device, all subbands, full power"),
     "random": (RandomPolicy, "uniformly random actions"),
 }
+
+
+def _register_tdma():
+    from radiorl.schedulers import tdma
+    for k, v in tdma.POLICIES.items():
+        POLICIES[k] = v
+
+
+_register_tdma()
 
 
 def make_policy(name: str, env=None):
