@@ -462,7 +462,7 @@ def _frame(t, M, L, slot_ms, ttl_ms, max_att, relay_first, half_duplex, relay_re
                         if size[b, n, 0] > max_g[b, n]:
                             max_g[b, n] = size[b, n, 0]
                     else:
-                        drop[b, n, 0] += 1
+                        drop[0, b, n] += 1
             tot = 0
             for n in range(N):
                 tot += size[b, n, 0] + size[b, n, 1]
@@ -492,7 +492,7 @@ def _frame(t, M, L, slot_ms, ttl_ms, max_att, relay_first, half_duplex, relay_re
                         i = head[b, n, q]
                         if s - pkt[b, n, q, i, PK_TGEN] > ttl_ms:
                             pop_front(pkt, head, size, b, n, q)
-                            drop[b, n, 2] += 1
+                            drop[2, b, n] += 1
                             continue
                         nh = next_hop[b, n, int(pkt[b, n, q, i, PK_DST])]
                         if nh < 0:
@@ -530,7 +530,7 @@ def _frame(t, M, L, slot_ms, ttl_ms, max_att, relay_first, half_duplex, relay_re
                     n = tx_n[j]
                     att = tx_rec[j, PK_ATT] + 1.0
                     if att >= max_att:
-                        drop[b, n, 1] += 1
+                        drop[1, b, n] += 1
                     else:
                         push_front(pkt, head, size, b, n, tx_q[j], tx_rec[j, PK_TGEN],
                                    tx_rec[j, PK_SRC], tx_rec[j, PK_DST], att, tx_rec[j, PK_ELIG])
@@ -561,7 +561,7 @@ def _frame(t, M, L, slot_ms, ttl_ms, max_att, relay_first, half_duplex, relay_re
                         rew_cnt[b, nh] += 1
                         rew_sum[b, nh] += age
                 else:
-                    drop[b, nh, 0] += 1
+                    drop[0, b, nh] += 1
         # ---- head-of-line age at the frame end (for reward_when_empty="hol_age")
         t_end = (t + 1) * M * slot_ms
         for n in range(N):
@@ -615,6 +615,63 @@ def _move(pos, way, speed_mps, dt_s, side_km, rng):
                     step -= dist
                     way[b, n, 0] = stream_uniform(rng, b) * side_km
                     way[b, n, 1] = stream_uniform(rng, b) * side_km
+
+
+# packed per-frame counters: int64 [_NI, B, N] and float64 [_NF, B, N]
+_GEN, _DROP, _NTX, _NFAIL, _WASTED, _RELAYED, _RCV, _REWC, _MAXG, _MAXF, _GRANT, _BACKLOG = (
+    0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
+_NI = 14
+_RCV_SUM, _REW_SUM, _HOL, _RCV_DELAY = 0, 1, 2, 3
+_NF = 4
+_EMPTY_MODES = {"hold": 0, "zero": 1, "hol_age": 2}
+
+
+@nb.njit(cache=True)
+def _step_kernel(t, req, M, L, slot_ms, ttl_ms, max_att, global_reuse, deterministic,
+                 relay_first, half_duplex, relay_reward, empty_mode, dom_cnt, dom, owned, grant,
+                 pkt, head, size, next_arr, rate_pps, dest_cnt, dest, next_hop, link_ps, deg, nbr,
+                 rng_arr, rng_fade, rng_alloc, ci, cf, q_int, dint, dms, last_reward, rewards,
+                 obs, mf_obs, last_traffic, generated, delivered, dropped):
+    """One frame of every copy: allocation, the frame's events, rewards, observations, mean
+    field and cumulative counters (one compiled call per env step)."""
+    B, N = req.shape
+    _allocate(req, M * L, global_reuse, deterministic, dom_cnt, dom, rng_alloc, owned, grant)
+    nd = _frame(t, M, L, slot_ms, ttl_ms, max_att, relay_first, half_duplex, relay_reward,
+                owned, pkt, head, size, next_arr, rate_pps, dest_cnt, dest, next_hop, link_ps,
+                rng_arr, rng_fade, ci[_GEN], ci[_DROP:_DROP + 3], ci[_NTX], ci[_NFAIL],
+                ci[_WASTED], ci[_RELAYED], ci[_RCV], cf[_RCV_SUM], ci[_REWC], cf[_REW_SUM],
+                ci[_MAXG], ci[_MAXF], q_int, cf[_HOL], dint[0], dint[1], dint[2], dms)
+    for b in range(B):
+        for n in range(N):
+            ci[_GRANT, b, n] = grant[b, n]
+            c = ci[_RCV, b, n]
+            cf[_RCV_DELAY, b, n] = cf[_RCV_SUM, b, n] / c if c > 0 else np.nan
+            if ci[_REWC, b, n] > 0:
+                r = -cf[_REW_SUM, b, n] / ci[_REWC, b, n]
+            elif empty_mode == 0:
+                r = last_reward[b, n]
+            elif empty_mode == 1:
+                r = 0.0
+            else:
+                r = -cf[_HOL, b, n]
+            rewards[b, n] = r
+            last_reward[b, n] = r
+            obs[b, n, 0] = size[b, n, 0]
+            obs[b, n, 1] = ci[_MAXG, b, n]
+            obs[b, n, 2] = size[b, n, 1]
+            obs[b, n, 3] = ci[_MAXF, b, n]
+            ci[_BACKLOG, b, n] = size[b, n, 0] + size[b, n, 1]
+            generated[b] += ci[_GEN, b, n]
+            delivered[b] += c
+            for k in range(3):
+                dropped[b, k] += ci[_DROP + k, b, n]
+            last_traffic[b, n, 0] = ci[_GEN, b, n]
+            last_traffic[b, n, 1] = ci[_RELAYED, b, n]
+            last_traffic[b, n, 2] = ci[_NTX, b, n] - ci[_NFAIL, b, n]
+            last_traffic[b, n, 3] = ci[_NFAIL, b, n]
+            last_traffic[b, n, 4] = grant[b, n]
+    _mean_field(obs, deg, nbr, mf_obs)
+    return nd
 
 
 # =========================================================================== environment
@@ -711,6 +768,9 @@ class AdhocTDMAEnv:
     def check_actions(self, actions) -> np.ndarray:
         """``int64[B, N]`` requests in ``[0, max_request]``; a clear ``ValueError`` otherwise."""
         a = np.asarray(actions)
+        if a.dtype == np.int64 and a.shape == (self.batch, self.n_agents) \
+                and _in_range(a, self.params.max_request):
+            return a
         shape = (self.batch, self.n_agents)
         if a.shape != shape:
             raise ValueError(f"actions (RB requests) must have shape (B, N) = {shape}, "
@@ -739,48 +799,26 @@ class AdhocTDMAEnv:
         p = self.params
         a = self.check_actions(actions)
         B, N = self.batch, p.n_nodes
-        _allocate(a, p.n_rbs, p.reuse == "global", p.assignment == "deterministic",
-                  state.dom_cnt, state.dom, state.rng_alloc, self._owned, self._grant)
-        z = lambda *s, dt=np.int64: np.zeros(s, dt)  # noqa: E731
-        gen, drop = z(B, N), z(B, N, 3)
-        ntx, nfail, wasted, relayed = z(B, N), z(B, N), z(B, N), z(B, N)
-        rcv_cnt, rcv_sum = z(B, N), z(B, N, dt=float)
-        rew_cnt, rew_sum = z(B, N), z(B, N, dt=float)
-        max_g, max_f = z(B, N), z(B, N)
-        q_int, hol = z(B, dt=float), z(B, N, dt=float)
-        db, dsrc, ddst, dms = self._del
+        ci = np.zeros((_NI, B, N), np.int64)
+        cf = np.zeros((_NF, B, N))
+        q_int = np.zeros(B)
+        rewards = np.empty((B, N), np.float32)
+        obs = np.empty((B, N, 4), np.float32)
+        dint = np.empty((3, self._cap_del), np.int64)
+        dms = np.empty(self._cap_del)
         q = state.queues
         t = state.frame
-        nd = _frame(t, p.n_slots, p.n_channels, p.slot_ms, p.ttl_ms, p.max_attempts,
-                    p.service_order == "relay_first", p.half_duplex, p.reward_mode == "relay",
-                    self._owned, q.pkt, q.head, q.size, state.next_arrival_ms, self.rates_pps,
-                    state.dest_cnt, state.dest, state.next_hop, state.link_ps,
-                    state.rng_arrival, state.rng_fading,
-                    gen, drop, ntx, nfail, wasted, relayed, rcv_cnt, rcv_sum, rew_cnt, rew_sum,
-                    max_g, max_f, q_int, hol, db, dsrc, ddst, dms)
-        # ---- rewards (eq. 12 with the spec's operationalization)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_rew = np.where(rew_cnt > 0, -rew_sum / np.maximum(rew_cnt, 1), np.nan)
-            rcv_delay = np.where(rcv_cnt > 0, rcv_sum / np.maximum(rcv_cnt, 1), np.nan)
-        if p.reward_when_empty == "hold":
-            fallback = state.last_reward
-        elif p.reward_when_empty == "zero":
-            fallback = np.zeros((B, N), np.float32)
-        else:
-            fallback = -hol
-        rewards = np.where(rew_cnt > 0, mean_rew, fallback).astype(np.float32)
-        state.last_reward = rewards.copy()
-        # ---- observations for the next frame
-        qs = q.size
-        obs = np.stack([qs[:, :, GEN], max_g, qs[:, :, TRAN], max_f], axis=-1).astype(np.float32)
+        nd = _step_kernel(
+            t, a, p.n_slots, p.n_channels, p.slot_ms, p.ttl_ms, p.max_attempts,
+            p.reuse == "global", p.assignment == "deterministic",
+            p.service_order == "relay_first", p.half_duplex, p.reward_mode == "relay",
+            _EMPTY_MODES[p.reward_when_empty], state.dom_cnt, state.dom, self._owned,
+            self._grant, q.pkt, q.head, q.size, state.next_arrival_ms, self.rates_pps,
+            state.dest_cnt, state.dest, state.next_hop, state.link_ps, state.deg, state.nbr,
+            state.rng_arrival, state.rng_fading, state.rng_alloc, ci, cf, q_int, dint, dms,
+            state.last_reward, rewards, obs, state.mf_obs, state.last_traffic,
+            state.generated, state.delivered, state.dropped)
         state.obs = obs
-        _mean_field(obs, state.deg, state.nbr, state.mf_obs)
-        backlog = qs.sum(axis=2)
-        state.generated += gen.sum(axis=1)
-        state.delivered += rcv_cnt.sum(axis=1)
-        state.dropped += drop.sum(axis=1)
-        state.last_traffic = np.stack([gen, relayed, ntx - nfail, nfail, self._grant],
-                                      axis=-1).astype(np.float32)
         state.frame = t + 1
         if p.speed_meaning == "mobility":
             _move(state.positions, state.waypoints, self.speeds_mps, p.frame_ms * 1e-3,
@@ -790,15 +828,17 @@ class AdhocTDMAEnv:
         terminated = np.zeros(B, bool)
         truncated = np.full(B, state.frame >= p.episode_frames)
         state.done = terminated | truncated
-        deliveries = Deliveries(db[:nd].copy(), ddst[:nd].copy(), dms[:nd] / p.frame_ms, rcv_cnt)
-        info = {"frame": t, "slot": t, "requests": a, "grants": self._grant.copy(),
-                "deliveries": deliveries, "delivery_src": dsrc[:nd].copy(),
-                "delivery_delay_ms": dms[:nd].copy(), "served": rcv_cnt, "received": rcv_cnt,
-                "received_delay_ms": rcv_delay, "served_bits": rcv_cnt * float(p.bits_per_rb),
-                "arrivals": gen,
-                "dropped": {c: drop[:, :, i] for i, c in enumerate(DROP_CAUSES)},
-                "transmissions": ntx, "failures": nfail, "wasted_rbs": wasted,
-                "relayed": relayed, "queues": backlog, "backlog_packets": backlog,
+        rcv = ci[_RCV]
+        backlog = ci[_BACKLOG]
+        deliveries = Deliveries(dint[0, :nd], dint[2, :nd], dms[:nd] / p.frame_ms, rcv)
+        info = {"frame": t, "slot": t, "requests": a, "grants": ci[_GRANT],
+                "deliveries": deliveries, "delivery_src": dint[1, :nd],
+                "delivery_delay_ms": dms[:nd], "served": rcv, "received": rcv,
+                "received_delay_ms": cf[_RCV_DELAY], "served_bits": rcv * float(p.bits_per_rb),
+                "arrivals": ci[_GEN],
+                "dropped": {c: ci[_DROP + i] for i, c in enumerate(DROP_CAUSES)},
+                "transmissions": ci[_NTX], "failures": ci[_NFAIL], "wasted_rbs": ci[_WASTED],
+                "relayed": ci[_RELAYED], "queues": backlog, "backlog_packets": backlog,
                 "mf_obs": state.mf_obs.copy(), "queue_packet_ms": q_int,
                 "generated_total": state.generated.copy(),
                 "delivered_total": state.delivered.copy(),
@@ -839,6 +879,14 @@ class AdhocTDMAEnv:
 
     def with_params(self, **changes) -> "AdhocTDMAEnv":
         return AdhocTDMAEnv(replace(self.params, **changes), self.batch)
+
+
+@nb.njit(cache=True)
+def _in_range(a, hi):
+    for v in a.flat:
+        if v < 0 or v > hi:
+            return False
+    return True
 
 
 @nb.njit(cache=True)
