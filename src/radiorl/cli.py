@@ -31,6 +31,14 @@ def _ints(s: str, name: str) -> list[int]:
     return out
 
 
+def _default_episode(scenario: str) -> int:
+    from radiorl.envs.scenarios import get_scenario
+    try:
+        return 1000 if get_scenario(scenario).family == "adhoc" else 5000
+    except ValueError as e:
+        _fail(str(e))
+
+
 @app.command()
 def scenarios():
     """List the scenarios (with their named loads) and the policies."""
@@ -38,14 +46,19 @@ def scenarios():
     from radiorl.schedulers.policies import POLICIES
     t = Table(title="scenarios")
     for c in ("name", "network", "loads (light/medium/heavy)", "description"):
-        t.add_column(c)
+        t.add_column(c, no_wrap=c == "name")
     for s in SCENARIOS.values():
         t.add_row(s.name, s.family, " / ".join(f"{v:g}" for v in s.loads.values()) +
                   f" {s.load_unit}", s.description)
+    from radiorl.envs.scenarios import FAMILIES, get_scenario as _get
+    for prefix, (_, pattern) in FAMILIES.items():
+        ex = _get(f"{prefix}1000")
+        t.add_row(pattern, ex.family, " / ".join(f"{v:g}" for v in ex.loads.values()) +
+                  f" {ex.load_unit}", ex.description.replace("1000 nodes", "N nodes"))
     console.print(t)
     t = Table(title="policies")
     for c in ("name", "networks", "requires", "description"):
-        t.add_column(c)
+        t.add_column(c, no_wrap=c == "name")
     for name, (factory, desc) in POLICIES.items():
         p = factory()
         t.add_row(name, ", ".join(p.families), ", ".join(sorted(p.requires)) or "-", desc)
@@ -56,7 +69,8 @@ def scenarios():
 def simulate(scenario: str = typer.Option(..., help="scenario name (radiorl scenarios)"),
              policy: str = typer.Option(..., help="policy name"),
              load: str = typer.Option("medium", help="light|medium|heavy or a number"),
-             slots: int = typer.Option(2000, help="slots to simulate"),
+             slots: int = typer.Option(None, help="slots (frames on ad hoc networks) to "
+                                        "simulate [default: 2000, ad hoc 1000]"),
              seed: int = typer.Option(0, help="seed of arrivals and channels"),
              reference_compat: bool = typer.Option(False, help="public-code conventions")):
     """Simulate one policy on one scenario and print its QoS."""
@@ -66,6 +80,8 @@ def simulate(scenario: str = typer.Option(..., help="scenario name (radiorl scen
     from radiorl.schedulers.policies import make_policy
     try:
         sc = get_scenario(scenario)
+        if slots is None:
+            slots = 1000 if sc.family == "adhoc" else 2000
         if slots < 1:
             raise ValueError(f"slots must be an integer >= 1, got {slots}")
         if seed < 0:
@@ -90,7 +106,8 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
              policies: str = typer.Option(..., help="comma-separated policy names"),
              loads: str = typer.Option("light,medium,heavy", help="comma-separated loads"),
              seeds: str = typer.Option("0", help="comma-separated seeds"),
-             slots: int = typer.Option(5000, help="slots per episode"),
+             slots: int = typer.Option(None, help="slots (frames on ad hoc networks) per "
+                                        "episode [default: 5000, ad hoc 1000]"),
              workers: int = typer.Option(2, help="parallel worker processes"),
              out: str = typer.Option("runs", help="root folder of run directories"),
              reference_compat: bool = typer.Option(False, help="public-code conventions")):
@@ -99,6 +116,8 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
     from radiorl.evaluation.runner import evaluate as _evaluate
     from radiorl.runtime.files import make_run_dir
     seed_list = _ints(seeds, "seeds")
+    if slots is None:
+        slots = _default_episode(scenario)
     if workers < 1:
         _fail(f"workers must be an integer >= 1, got {workers}")
     try:
@@ -113,6 +132,35 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
     summary = write_evaluation(run_dir, rows, delays, title=scenario)
     print_table(summary, title=scenario)
     console.print(f"results in [bold]{run_dir}[/bold]")
+
+
+@app.command()
+def collect(preset: str = typer.Option("quick", help="quick (32 trajectories) | paper (1,000)"),
+            out: str = typer.Option(None, help="dataset path [default: "
+                                    "datasets/adhoc-<preset>.h5]"),
+            episodes: int = typer.Option(None, help="trajectories (overrides the preset)"),
+            frames: int = typer.Option(None, help="frames per trajectory [6000 = 30 s]"),
+            rf: str = typer.Option("ideal", help="ideal | limited | both"),
+            seed: int = typer.Option(0, help="dataset seed"),
+            workers: int = typer.Option(2, help="parallel workers (processes or Ray tasks)"),
+            backend: str = typer.Option("local", help="local (process pool) | ray"),
+            address: str = typer.Option(None, help="Ray cluster address (with --backend ray)"),
+            overwrite: bool = typer.Option(False, help="replace an existing dataset"),
+            resume: bool = typer.Option(False, help="continue an interrupted collection")):
+    """Collect the MA-CDMP offline dataset (behaviour policies on the ad hoc networks)."""
+    from radiorl.data.collect import collect as _collect, preset_config
+    path = out or f"datasets/adhoc-{preset}.h5"
+    try:
+        if address is not None and backend != "ray":
+            raise ValueError("--address needs --backend ray")
+        cfg = preset_config(preset, episodes=episodes, frames=frames, rf=rf, seed=seed)
+        res = _collect(path, cfg, workers=workers, backend=backend, address=address,
+                       overwrite=overwrite, resume=resume)
+    except (ValueError, FileExistsError) as e:
+        _fail(str(e))
+    console.print(f"wrote [bold]{res['path']}[/bold]: {res['episodes']} trajectories; this run "
+                  f"simulated {res['agent_frames_now']:,} agent-frames in {res['seconds']:.1f} s "
+                  f"({res['agent_frames_per_s']:,.0f} agent-frames/s)")
 
 
 @app.command()

@@ -144,6 +144,29 @@ def plot_delay_vs_load(summary: list[dict], path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def plot_qos_panels(summary: list[dict], path, title: str = "") -> Path:
+    """MA-CDMP's four QoS metrics (mean reward, throughput, delay, packet loss) vs load, one
+    panel each, mean ± std over runs (unstable delays drawn hollow)."""
+    keys = [("mean_reward", "mean reward", 1.0), ("throughput_mbps", "throughput (Mbps)", 1.0),
+            ("mean_delay", f"mean delay ({summary[0]['delay_unit']})", 1.0),
+            ("packet_loss_rate", "packet loss (%)", 100.0)]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    for i, pol in enumerate(dict.fromkeys(s["policy"] for s in summary)):
+        ss = sorted([s for s in summary if s["policy"] == pol], key=lambda s: s["load_value"])
+        x = np.array([s["load_value"] for s in ss])
+        for ax, (k, label, sc) in zip(axes, keys):
+            y = np.array([s[k] for s in ss]) * sc
+            e = np.array([s.get(f"{k}_std", 0.0) for s in ss]) * sc
+            ax.errorbar(x, y, yerr=e, marker="osD^vx"[i % 6], capsize=3, label=pol, alpha=0.85)
+            ax.set_xlabel(f"load ({summary[0].get('load_unit', '')})")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_delay_cdf(delays: dict, load: str, path, unit: str = "slots", title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = ["-", "--", "-.", ":"]
@@ -185,6 +208,9 @@ def write_evaluation(run_dir, rows: list[dict], delays: dict, title: str = "",
     write_csv(run_dir / f"{prefix}delay_cdf.csv", cdf_rows(delays))
     unit = summary[0]["delay_unit"] if summary else "slots"
     figs = [plot_delay_vs_load(summary, run_dir / "figures" / f"{prefix}delay_vs_load.png", title)]
+    if summary and summary[0].get("family") == "adhoc":
+        figs.append(plot_qos_panels(summary, run_dir / "figures" / f"{prefix}qos_vs_load.png",
+                                    title))
     for load in dict.fromkeys(s["load"] for s in summary):
         figs.append(plot_delay_cdf(delays, load, run_dir / "figures" / f"{prefix}delay_cdf_{load}.png",
                                    unit, f"{title} delay CDF, load {load} (dashed: max)"))
