@@ -1,15 +1,17 @@
 # Two entry points on a fresh machine (see README): `make quickstart` and `make test`.
 # Both create the virtual environment if it is absent. torch is installed first and pinned to
-# the local CPU build; the project's bound (<2.14) then installs nothing more.
+# the local CPU build; the project's bound (<2.14) then installs nothing more. The `distributed`
+# extra (ray[tune]) is installed too so the tests cover the Ray executor.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-$(BIN)/.radiorl-installed: pyproject.toml
+# The stamp also depends on this Makefile, so a changed install line (e.g. a new extra) reinstalls.
+$(BIN)/.radiorl-installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,distributed]'
 	touch $@
 
 install: $(BIN)/.radiorl-installed

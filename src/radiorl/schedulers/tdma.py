@@ -118,6 +118,8 @@ class Mixture(RequestPolicy):
 
     At ``reset`` every (copy, node) draws one component with probabilities ``weights``; every
     frame, with probability ``epsilon``, it sends a uniformly random request instead.
+    ``epsilon`` may be a list: copy ``b`` then uses ``epsilon[b mod len]`` (one batched run
+    covers several behaviour qualities; ε = 1 is the uniformly random policy).
     """
 
     name = "mixture"
@@ -126,7 +128,10 @@ class Mixture(RequestPolicy):
     def __init__(self, epsilon: float = 0.2, components=("equal", "proportional", "load-aware"),
                  weights=None):
         super().__init__()
-        self.epsilon = check_number("epsilon", epsilon, low=0, high=1)
+        eps = [epsilon] if np.ndim(epsilon) == 0 else list(epsilon)
+        if not eps:
+            raise ValueError("epsilon must be a number in [0, 1] or a non-empty list of them")
+        self.epsilons = tuple(check_number("epsilon", e, low=0, high=1) for e in eps)
         unknown = [c for c in components if c not in _BASE]
         if unknown or not components:
             raise ValueError(f"mixture components must be a non-empty subset of {sorted(_BASE)}, "
@@ -138,9 +143,10 @@ class Mixture(RequestPolicy):
             raise ValueError(f"mixture weights must be {len(components)} finite numbers >= 0 "
                              f"with a positive sum, got {weights!r}")
         self.weights = w / w.sum()
-        self.name = f"mixture(eps={self.epsilon:g})"
+        self.name = "mixture(eps=" + ",".join(f"{e:g}" for e in self.epsilons) + ")"
 
     def _init_state(self, batch):
+        self._eps = np.array([self.epsilons[b % len(self.epsilons)] for b in range(batch)])
         self._parts = [_BASE[c]().bind(self.env) for c in self.components]
         choice = self.rng.choice(len(self.components), size=(batch, self.env.n_agents),
                                  p=self.weights)
@@ -152,7 +158,7 @@ class Mixture(RequestPolicy):
         for k, part in enumerate(self._parts):
             req, ps["sub"][k] = part._act(obs, info, ps["sub"][k])
             out = np.where(ps["choice"] == k, req, out)
-        rand = self.rng.random((B, N)) < self.epsilon
+        rand = self.rng.random((B, N)) < self._eps[:, None]
         out = np.where(rand, self.rng.integers(0, self.max_request + 1, size=(B, N)), out)
         return out, ps
 
