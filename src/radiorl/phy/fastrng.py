@@ -181,13 +181,9 @@ _JUMP = np.array([0x180EC6D33CFD0ABA, 0xD5A61266F0C9392C,
                   0xA9582618E03FC9AA, 0x39ABDC4529B1661C], dtype=np.uint64)
 
 
-@njit(cache=True)
-def _next_fix(state):
-    """One xoshiro256++ output from the scalar rejection stream ``state[_FIX:_FIX+4]``."""
-    s0 = state[_FIX]
-    s1 = state[_FIX + 1]
-    s2 = state[_FIX + 2]
-    s3 = state[_FIX + 3]
+@njit(cache=True, inline="always")
+def _xoshiro_step(s0, s1, s2, s3):
+    """One xoshiro256++ step: returns ``(output, s0', s1', s2', s3')``."""
     q = s0 + s3
     res = ((q << _U23) | (q >> _U41)) + s0
     t = s1 << _U17
@@ -197,10 +193,14 @@ def _next_fix(state):
     s0 ^= s3
     s2 ^= t
     s3 = (s3 << _U45) | (s3 >> _U19)
-    state[_FIX] = s0
-    state[_FIX + 1] = s1
-    state[_FIX + 2] = s2
-    state[_FIX + 3] = s3
+    return res, s0, s1, s2, s3
+
+
+@njit(cache=True)
+def _next_fix(state):
+    """One xoshiro256++ output from the scalar rejection stream ``state[_FIX:_FIX+4]``."""
+    res, state[_FIX], state[_FIX + 1], state[_FIX + 2], state[_FIX + 3] = _xoshiro_step(
+        state[_FIX], state[_FIX + 1], state[_FIX + 2], state[_FIX + 3])
     return res
 
 
@@ -212,23 +212,7 @@ def _xoshiro_sequence(s4, n):
     """
     out = np.empty(n, np.uint64)
     for k in range(n):
-        s0 = s4[0]
-        s1 = s4[1]
-        s2 = s4[2]
-        s3 = s4[3]
-        q = s0 + s3
-        out[k] = ((q << _U23) | (q >> _U41)) + s0
-        t = s1 << _U17
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = (s3 << _U45) | (s3 >> _U19)
-        s4[0] = s0
-        s4[1] = s1
-        s4[2] = s2
-        s4[3] = s3
+        out[k], s4[0], s4[1], s4[2], s4[3] = _xoshiro_step(s4[0], s4[1], s4[2], s4[3])
     return out
 
 
@@ -540,23 +524,7 @@ class GaussianStream:
 @njit(cache=True, inline="always")
 def stream_next(s, r):
     """Next raw 64-bit output of stream ``s[r]`` (advanced in place)."""
-    s0 = s[r, 0]
-    s1 = s[r, 1]
-    s2 = s[r, 2]
-    s3 = s[r, 3]
-    q = s0 + s3
-    res = ((q << _U23) | (q >> _U41)) + s0
-    t = s1 << _U17
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = (s3 << _U45) | (s3 >> _U19)
-    s[r, 0] = s0
-    s[r, 1] = s1
-    s[r, 2] = s2
-    s[r, 3] = s3
+    res, s[r, 0], s[r, 1], s[r, 2], s[r, 3] = _xoshiro_step(s[r, 0], s[r, 1], s[r, 2], s[r, 3])
     return res
 
 

@@ -66,18 +66,21 @@ class RelayQueues:
 
 
 @nb.njit(cache=True, inline="always")
-def push_back(pkt, head, size, b, n, q, tgen, src, dst, att, elig):
-    """Append a packet; returns False (and changes nothing) when the queue is full."""
-    C = pkt.shape[3]
-    k = size[b, n, q]
-    if k >= C:
-        return False
-    i = (head[b, n, q] + k) % C
+def _write(pkt, b, n, q, i, tgen, src, dst, att, elig):
     pkt[b, n, q, i, 0] = tgen
     pkt[b, n, q, i, 1] = src
     pkt[b, n, q, i, 2] = dst
     pkt[b, n, q, i, 3] = att
     pkt[b, n, q, i, 4] = elig
+
+
+@nb.njit(cache=True, inline="always")
+def push_back(pkt, head, size, b, n, q, tgen, src, dst, att, elig):
+    """Append a packet; returns False (and changes nothing) when the queue is full."""
+    k = size[b, n, q]
+    if k >= pkt.shape[3]:
+        return False
+    _write(pkt, b, n, q, (head[b, n, q] + k) % pkt.shape[3], tgen, src, dst, att, elig)
     size[b, n, q] = k + 1
     return True
 
@@ -85,16 +88,11 @@ def push_back(pkt, head, size, b, n, q, tgen, src, dst, att, elig):
 @nb.njit(cache=True, inline="always")
 def push_front(pkt, head, size, b, n, q, tgen, src, dst, att, elig):
     """Put a packet back at the head; returns False when the queue is full."""
-    C = pkt.shape[3]
     k = size[b, n, q]
-    if k >= C:
+    if k >= pkt.shape[3]:
         return False
-    i = (head[b, n, q] - 1) % C
-    pkt[b, n, q, i, 0] = tgen
-    pkt[b, n, q, i, 1] = src
-    pkt[b, n, q, i, 2] = dst
-    pkt[b, n, q, i, 3] = att
-    pkt[b, n, q, i, 4] = elig
+    i = (head[b, n, q] - 1) % pkt.shape[3]
+    _write(pkt, b, n, q, i, tgen, src, dst, att, elig)
     head[b, n, q] = i
     size[b, n, q] = k + 1
     return True
