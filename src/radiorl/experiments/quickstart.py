@@ -2,7 +2,8 @@
 
 ``quick`` (≤ 5 minutes on 2 cores): LLQ, Fair-ITLinQ, FP and WMMSE on ``cellular-19-random``
 and GMS, LLQ, Q-CSMA on ``conflict-8``, light/medium/heavy, one seed, 2,000 slots per
-episode (40 s of network time for the cellular network). ``paper``: 5,000-slot episodes
+episode (40 s of network time for the cellular network); the MF-TDMA request heuristics on
+``adhoc-9-4:5-limited`` (1,000-frame = 5 s test episodes). ``paper``: 5,000-slot episodes
 (the paper's test length) and 3 seeds.
 """
 from __future__ import annotations
@@ -21,7 +22,10 @@ PRESETS = {
 PARTS = [
     ("cellular-19-random", ["llq", "fair-itlinq", "fp", "wmmse"]),
     ("conflict-8", ["gms", "llq", "qcsma"]),
+    ("adhoc-9-4:5-limited", ["equal", "proportional", "load-aware", "mixture", "random"]),
 ]
+#: episode length of the ad hoc network in frames (the paper's 5 s test episode)
+ADHOC_FRAMES = 1000
 
 
 def preset_config(preset: str) -> dict:
@@ -33,15 +37,17 @@ def preset_config(preset: str) -> dict:
     return cfg
 
 
-@register("quickstart", "classical schedulers on cellular-19-random and conflict-8 (3 loads)",
+@register("quickstart", "classical schedulers on cellular-19-random and conflict-8, MF-TDMA "
+          "heuristics on adhoc-9-4:5-limited (3 loads)",
           preset_config)
 def quickstart(preset: str, run_dir, workers: int = 2, console: Console | None = None):
     console = console or Console()
     cfg = preset_config(preset)
     all_summary = []
     for part in cfg["parts"]:
+        slots = ADHOC_FRAMES if part["scenario"].startswith("adhoc") else cfg["slots"]
         rows, delays = evaluate(part["scenario"], part["policies"], part["loads"], cfg["seeds"],
-                                cfg["slots"], workers=workers)
+                                slots, workers=workers)
         summary = write_evaluation(run_dir, rows, delays, title=part["scenario"],
                                    prefix=f"{part['scenario']}_")
         print_table(summary, title=part["scenario"], console=console)
