@@ -343,10 +343,17 @@ def test_seeded_determinism_and_paired_arrivals():
     assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a1, b))
 
 
-def test_large_network_steps():
+def test_large_network_keeps_the_density_and_routes_within_three_hops():
     env = make_env("adhoc-1000", "medium", batch=1)
     obs, st = env.reset(0)
-    assert (st.hops[0] >= 0).all()                        # connected by construction
+    side = env.params.area_km
+    assert 1000 / side ** 2 == pytest.approx(9 / 100)     # the paper's density
+    assert 3.0 < st.deg.mean() < 4.5
+    h = st.hops[0]
+    for i in range(1000):
+        d = st.dest[0, i, :st.dest_cnt[0, i]]
+        assert np.all((h[i, d] >= 1) & (h[i, d] <= 3))
+        assert st.dest_cnt[0, i] == np.sum((h[i] >= 1) & (h[i] <= 3))
     for _ in range(3):
         obs, rew, te, tr, info, st = env.step(st, np.full((1, 1000), 4))
     assert obs.shape == (1, 1000, 4) and st.generated.sum() > 0
