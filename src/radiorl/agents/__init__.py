@@ -1,0 +1,1 @@
+"""Learning agents assembled from :mod:`radiorl.nn` (and :mod:`radiorl.diffusion`)."""

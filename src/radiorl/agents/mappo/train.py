@@ -1,0 +1,445 @@
+"""Training loop of traffic-driven recurrent MAPPO (Zhang & Guo, Algorithm 1 and Sec. III-D),
+top to bottom in one function (:func:`train`).
+
+Per iteration ("episode"): reset ``envs`` copies of the network (seeded by the iteration), run
+the current policy for ``episode_slots`` slots recording ``X_k``, actions, log-probabilities,
+values and rewards; compute GAE (eq. 19); then ``epochs`` passes of minibatch updates over
+chunks of ``seq_len`` slots (recurrent states re-computed from the stored chunk-start states):
+clipped value loss (eq. 20) and clipped surrogate with entropy (eq. 22). ``mode="shared"``: one
+actor and one critic for all agents trained on all agents' data (eqs. 23–24);
+``mode="separate"``: agent k's networks are trained on agent k's trajectory and reward only
+(per-member losses, per-member gradient clipping, per-member normalizers).
+
+A copy whose queue exceeds ``queue_threshold`` packets terminates (as in the paper); its
+remaining steps of the iteration are masked out, and the next iteration restarts every copy.
+Rewards are divided by a running standard deviation of the discounted return (per member).
+
+Our choices where the paper is silent (config values): ``envs = 16`` copies, PPO clip 0.2 for
+the ratio and the value, ``epochs = 5`` passes of ``minibatches = 4``, gradient-norm clip 10
+per member, ``queue_threshold = 50`` packets, periodic evaluation with the sampled policy on
+a fixed seed.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radiorl.agents.mappo.losses import clipped_surrogate, clipped_value_loss, gae
+from radiorl.agents.mappo.model import (ActionSpec, ActorCritic, Layout, env_actions,
+                                        evaluate_actions, sample_actions)
+from radiorl.envs.base import check_number
+from radiorl.envs.scenarios import get_scenario
+from radiorl.nn import clip_grad_norm_per_member
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class MAPPOConfig:
+    """Hyper-parameters (Table II defaults) and run settings."""
+
+    mode: str = "shared"
+    rnn: str = "lstm"
+    hidden: int = 64
+    layers: int = 2
+    optimizer: str = "rmsprop"
+    lr: float = 1e-4
+    gamma: float = 0.995
+    gae_lambda: float = 0.95
+    entropy: float = 0.01
+    clip: float = 0.2
+    value_clip: float = 0.2
+    seq_len: int = 64
+    epochs: int = 5
+    minibatches: int = 4
+    max_grad_norm: float = 10.0
+    envs: int = 16
+    episode_slots: int = 2000
+    episodes: int = 100
+    queue_threshold: float | None = 50.0
+    eval_every: int = 5
+    eval_slots: int = 2000
+    eval_seed: int = 12345
+    checkpoint_every: int = 5
+    seed: int = 0
+
+    def validate(self) -> "MAPPOConfig":
+        if self.mode not in ("shared", "separate"):
+            raise ValueError(f"mode must be 'shared' or 'separate', got {self.mode!r}")
+        if self.rnn not in ("lstm", "gru"):
+            raise ValueError(f"rnn must be 'lstm' or 'gru', got {self.rnn!r}")
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
+        check_number("hidden", self.hidden, low=1, high=4096, integer=True)
+        check_number("layers", self.layers, low=1, high=16, integer=True)
+        check_number("lr", self.lr, low=0, high=1, low_open=True)
+        check_number("gamma", self.gamma, low=0, high=1)
+        check_number("gae_lambda", self.gae_lambda, low=0, high=1)
+        check_number("entropy", self.entropy, low=0, high=10)
+        check_number("clip", self.clip, low=0, high=10, low_open=True)
+        check_number("value_clip", self.value_clip, low=0, high=1e9, low_open=True)
+        check_number("seq_len", self.seq_len, low=1, high=100_000, integer=True)
+        check_number("epochs", self.epochs, low=1, high=1000, integer=True)
+        check_number("minibatches", self.minibatches, low=1, high=100_000, integer=True)
+        check_number("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
+        check_number("envs", self.envs, low=1, high=4096, integer=True)
+        check_number("episode_slots", self.episode_slots, low=1, integer=True)
+        check_number("episodes", self.episodes, low=1, integer=True)
+        check_number("queue_threshold", self.queue_threshold, low=0, allow_none=True)
+        check_number("eval_every", self.eval_every, low=1, integer=True)
+        check_number("eval_slots", self.eval_slots, low=1, integer=True)
+        check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MAPPOConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def make_train_env(scenario: str, load, cfg: MAPPOConfig, batch: int, slots: int,
+                   threshold: bool = True):
+    sc = get_scenario(scenario)
+    over = {"episode_slots": slots}
+    if threshold and cfg.queue_threshold is not None:
+        key = "queue_threshold_packets" if sc.family == "cellular" else "queue_threshold"
+        over[key] = cfg.queue_threshold
+    return sc.make_env(load, batch=batch, **over)
+
+
+def build(spec: ActionSpec, cfg: MAPPOConfig) -> tuple[ActorCritic, Layout]:
+    shared = cfg.mode == "shared"
+    layout = Layout(shared, spec.n_agents)
+    net = ActorCritic(spec, layout.M, cfg.hidden, cfg.layers, cfg.rnn)
+    return net, layout
+
+
+def member_masks(spec: ActionSpec, layout: Layout, batch: int) -> torch.Tensor:
+    """``bool[M, N_m, n_choices]`` valid device choices in member layout."""
+    m = spec.device_mask()                                       # [K, C]
+    return layout.to_m(m[None].expand(batch, *m.shape))
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path, net, opt, cfg: MAPPOConfig, spec: ActionSpec, scenario: str, load,
+                    episode: int, history: list) -> Path:
+    """Atomic ``torch.save`` of plain tensors/containers (loadable with ``weights_only``)."""
+    from radiorl.runtime.files import atomic_write_bytes
+    import io
+    blob = {"version": CHECKPOINT_VERSION, "algo": "mappo", "config": cfg.to_dict(),
+            "spec": spec.to_dict(), "scenario": scenario, "load": str(load),
+            "episode": int(episode), "model": net.state_dict(),
+            "optimizer": opt.state_dict() if opt is not None else None,
+            "history": json.dumps(history)}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:                                        # noqa: BLE001
+        raise ValueError(f"checkpoint {path} is not a readable radiorl checkpoint ({e})") from None
+    if not isinstance(blob, dict) or blob.get("algo") != "mappo":
+        raise ValueError(f"checkpoint {path} is not a MAPPO checkpoint")
+    if blob.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path} has version {blob.get('version')}, expected "
+                         f"{CHECKPOINT_VERSION}")
+    return blob
+
+
+def check_spec(blob: dict, spec: ActionSpec, where: str) -> None:
+    """Raise naming the first field where the checkpoint's network layout differs."""
+    stored = blob["spec"]
+    for k, v in spec.to_dict().items():
+        if stored.get(k) != v:
+            raise ValueError(f"checkpoint from scenario {blob['scenario']!r} does not fit "
+                             f"{where}: {k} is {stored.get(k)!r} in the checkpoint, {v!r} here")
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class Rollout:
+    obs: torch.Tensor          # [T, M, N, D] normalized
+    dev: torch.Tensor          # [T, M, N, H]
+    lv: torch.Tensor | None
+    logp: torch.Tensor         # [T, M, N]
+    value: torch.Tensor
+    reward: torch.Tensor
+    alive: torch.Tensor
+    h0a: torch.Tensor          # [C, S, M, N, Hd] actor states at chunk starts
+    h0c: torch.Tensor
+    stats: dict = field(default_factory=dict)
+
+
+def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg: MAPPOConfig,
+                    seed: int, gen: torch.Generator, ret_acc: torch.Tensor) -> Rollout:
+    B, T, L = env.batch, cfg.episode_slots, cfg.seq_len
+    obs, st = env.reset(seed=seed)
+    mask = member_masks(spec, layout, B)
+    M, N = layout.M, mask.shape[1]
+    ha, hc = net.initial_state(N)
+    rec = {k: [] for k in ("obs", "dev", "lv", "logp", "value", "reward", "alive")}
+    h0a, h0c = [], []
+    alive = torch.ones(M, N)
+    alive_env = np.ones(B, bool)
+    ret_acc.zero_()
+    delivered = delay_sum = 0.0
+    with torch.no_grad():
+        for t in range(T):
+            if t % L == 0:
+                h0a.append(ha)
+                h0c.append(hc)
+            x = layout.to_m(torch.as_tensor(obs, dtype=torch.float32))
+            net.obs_norm.update(x, alive)
+            xn = net.obs_norm(x)
+            logits, ha = net.actor_step(xn, ha)
+            value, hc = net.critic_step(xn, hc)
+            dev, lv, logp = sample_actions(net, logits, mask, generator=gen)
+            act = env_actions(spec, layout.from_m(dev, B).numpy(),
+                              None if lv is None else layout.from_m(lv, B).numpy())
+            obs, rew, term, trunc, info, st = env.step(st, act)
+            r = layout.to_m(torch.as_tensor(rew, dtype=torch.float32))
+            ret_acc.mul_(cfg.gamma).add_(r)
+            net.ret_norm.update(ret_acc[..., None], alive)
+            for k, v in (("obs", xn), ("dev", dev), ("lv", lv), ("logp", logp),
+                         ("value", value), ("reward", r), ("alive", alive.clone())):
+                rec[k].append(v)
+            d = info["deliveries"]
+            ok = alive_env[d.batch] if len(d.batch) else np.zeros(0, bool)
+            delivered += ok.sum()
+            delay_sum += d.delay_slots[ok].sum()
+            alive_env &= ~np.asarray(term, bool)
+            alive = layout.to_m(torch.as_tensor(
+                np.repeat(alive_env[:, None], spec.n_agents, 1), dtype=torch.float32))
+        x = layout.to_m(torch.as_tensor(obs, dtype=torch.float32))
+        last_value, _ = net.critic_step(net.obs_norm(x), hc)
+    scale = (net.ret_norm.var[:, 0].float() + 1e-8).sqrt().view(M, 1)
+    reward = torch.stack(rec["reward"]) / scale
+    alive_t = torch.stack(rec["alive"])
+    val = torch.stack(rec["value"])
+    adv, ret = gae(reward, val, last_value, alive_t, cfg.gamma, cfg.gae_lambda)
+    out = Rollout(torch.stack(rec["obs"]), torch.stack(rec["dev"]),
+                  torch.stack(rec["lv"]) if rec["lv"][0] is not None else None,
+                  torch.stack(rec["logp"]), val, reward, alive_t, torch.stack(h0a),
+                  torch.stack(h0c))
+    out.stats = {"adv": adv, "ret": ret,
+                 "raw_reward": float((torch.stack(rec["reward"]) * alive_t).sum() /
+                                     alive_t.sum().clamp(min=1)),
+                 "terminated_copies": int((~alive_env).sum()),
+                 "alive_fraction": float(alive_t.mean()),
+                 "train_delay": float(delay_sum / max(delivered, 1) * (env.slot_ms or 1.0))}
+    return out
+
+
+def _chunks(x: torch.Tensor, L: int) -> torch.Tensor:
+    """``[T, M, N, ...]`` → ``[M, N·C, L, ...]`` with ``C = ceil(T/L)`` (chunk-major within
+    each sequence); the last chunk is zero-padded (its padded steps have ``alive = 0``)."""
+    T, M, N = x.shape[:3]
+    C = -(-T // L)
+    if C * L != T:
+        x = torch.cat([x, x.new_zeros(C * L - T, *x.shape[1:])])
+    y = x.reshape(C, L, M, N, *x.shape[3:])
+    y = y.permute(2, 3, 0, 1, *range(4, y.dim()))            # [M, N, C, L, ...]
+    return y.reshape(M, N * C, L, *x.shape[3:])
+
+
+def _state_chunks(h: torch.Tensor) -> torch.Tensor:
+    """``[C, S, M, N, Hd]`` → ``[S, M, N·C, Hd]`` matching :func:`_chunks` order."""
+    C, S, M, N, Hd = h.shape
+    return h.permute(1, 2, 3, 0, 4).reshape(S, M, N * C, Hd)
+
+
+def ppo_update(net: ActorCritic, opt, ro: Rollout, spec: ActionSpec, layout: Layout,
+               cfg: MAPPOConfig, gen: torch.Generator, batch: int) -> dict:
+    L = cfg.seq_len
+    adv = ro.stats["adv"]
+    alive = ro.alive
+    # per-member advantage normalization over live steps
+    m = alive.transpose(0, 1).reshape(alive.shape[1], -1)
+    a_flat = adv.transpose(0, 1).reshape(adv.shape[1], -1)
+    mu = (a_flat * m).sum(1) / m.sum(1).clamp(min=1)
+    sd = (((a_flat - mu[:, None]) ** 2) * m).sum(1).div(m.sum(1).clamp(min=1)).sqrt()
+    adv_n = (adv - mu.view(1, -1, 1)) / (sd.view(1, -1, 1) + 1e-8)
+    data = {"obs": _chunks(ro.obs, L), "dev": _chunks(ro.dev, L), "logp": _chunks(ro.logp, L),
+            "value": _chunks(ro.value, L), "ret": _chunks(ro.stats["ret"], L),
+            "adv": _chunks(adv_n, L), "alive": _chunks(alive, L)}
+    if ro.lv is not None:
+        data["lv"] = _chunks(ro.lv, L)
+    h0a, h0c = _state_chunks(ro.h0a), _state_chunks(ro.h0c)
+    S = data["obs"].shape[1]
+    mask_all = member_masks(spec, layout, batch)                  # [M, N, C]
+    N = mask_all.shape[1]
+    seq_mask = mask_all.repeat_interleave(S // N, dim=1)          # [M, S, C]
+    stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "updates": 0}
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(S, generator=gen)
+        for idx in perm.chunk(cfg.minibatches):
+            mb = {k: v[:, idx] for k, v in data.items()}
+            ha, hc = h0a[:, :, idx], h0c[:, :, idx]
+            logits, values = [], []
+            for t in range(L):
+                lg, ha = net.actor_step(mb["obs"][:, :, t], ha)
+                v, hc = net.critic_step(mb["obs"][:, :, t], hc)
+                logits.append(lg)
+                values.append(v)
+            logits = torch.stack(logits, 2)                       # [M, mb, L, n_logits]
+            values = torch.stack(values, 2)
+            dmask = seq_mask[:, idx][:, :, None, :]
+            logp, ent = evaluate_actions(net, logits, dmask, mb["dev"], mb.get("lv"))
+            w = mb["alive"]
+            pl = clipped_surrogate(logp, mb["logp"], mb["adv"], ent, cfg.clip, cfg.entropy, w)
+            vl = clipped_value_loss(values, mb["value"], mb["ret"], cfg.value_clip, w)
+            opt.zero_grad()
+            (pl + vl).backward()
+            clip_grad_norm_per_member(net.parameters(), cfg.max_grad_norm)
+            opt.step()
+            stats["policy_loss"] += float(pl.detach())
+            stats["value_loss"] += float(vl.detach())
+            stats["entropy"] += float((ent.detach() * w).sum() / w.sum().clamp(min=1))
+            stats["updates"] += 1
+    n = max(stats.pop("updates"), 1)
+    return {k: v / n for k, v in stats.items()}
+
+
+def make_optimizer(net: ActorCritic, cfg: MAPPOConfig):
+    params = [p for n, p in net.named_parameters()]
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+
+
+def evaluate_policy(net, layout, spec, scenario, load, cfg, slots, seed) -> dict:
+    """Mean delay and reward of the sampled policy on one copy (no termination)."""
+    from radiorl.agents.mappo.policy import MAPPOPolicy
+    from radiorl.evaluation.runner import rollout
+    env = make_train_env(scenario, load, cfg, 1, slots, threshold=False)
+    pol = MAPPOPolicy(net, layout, spec)
+    m, t_act = rollout(env, pol, seed, slots)
+    row = m.summary(env.slot_ms)[0]
+    return {"eval_mean_delay": float(row["mean_delay"]),
+            "eval_mean_reward": float(row["mean_reward"]),
+            "eval_unstable": bool(row["unstable"]),
+            "eval_ms_per_decision": 1e3 * t_act / max(m.slots, 1)}
+
+
+def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = None,
+          show_progress: bool = True, log=print) -> dict:
+    """Train MAPPO on ``scenario`` at ``load``; writes ``run_dir/checkpoints/{last,policy}.pt``,
+    ``run_dir/training.csv``, TensorBoard logs in ``run_dir/tb`` and a training-curve PNG.
+    ``resume``: a checkpoint (or a run folder holding ``checkpoints/last.pt``) to continue."""
+    from rich.progress import Progress
+    from torch.utils.tensorboard import SummaryWriter
+    from radiorl.runtime.executor import progress_bar
+    from radiorl.runtime.files import write_csv
+
+    cfg.validate()
+    torch.set_num_threads(1)
+    run_dir = Path(run_dir)
+    sc = get_scenario(scenario)
+    sc.resolve_load(load)
+    env = make_train_env(scenario, load, cfg, cfg.envs, cfg.episode_slots)
+    spec = ActionSpec.of(env)
+    net, layout = build(spec, cfg)
+    opt = make_optimizer(net, cfg)
+    start, history = 0, []
+    if resume is not None:
+        rp = Path(resume)
+        if rp.is_dir():
+            rp = rp / "checkpoints" / "last.pt"
+        blob = load_checkpoint(rp)
+        check_spec(blob, spec, f"scenario {scenario}")
+        stored = MAPPOConfig.from_dict(blob["config"])
+        for k in ("mode", "rnn", "hidden", "layers", "optimizer"):
+            if getattr(stored, k) != getattr(cfg, k):
+                raise ValueError(f"--resume: checkpoint has {k}={getattr(stored, k)!r}, this run "
+                                 f"{k}={getattr(cfg, k)!r}")
+        if blob["scenario"] != scenario or blob["load"] != str(load):
+            raise ValueError(f"--resume: checkpoint was trained on {blob['scenario']} at load "
+                             f"{blob['load']}, not {scenario} at {load}")
+        net.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["optimizer"])
+        start = blob["episode"]
+        history = json.loads(blob["history"])
+        log(f"resumed from {rp} at episode {start}")
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    tb = SummaryWriter(str(run_dir / "tb"))
+    gen = torch.Generator()
+    ret_acc = torch.zeros(layout.M, env.batch * spec.n_agents // layout.M)
+    t_start = time.perf_counter()
+    with progress_bar(transient=False) as prog:
+        tid = prog.add_task(f"MAPPO {cfg.mode} on {scenario} ({load})", total=cfg.episodes,
+                            completed=start, rate="", visible=show_progress)
+        for ep in range(start, cfg.episodes):
+            t0 = time.perf_counter()
+            gen.manual_seed(cfg.seed * 1_000_003 + ep)
+            torch.manual_seed(cfg.seed * 1_000_003 + ep)
+            ro = collect_rollout(env, net, layout, spec, cfg, cfg.seed * 1_000_003 + ep, gen,
+                                 ret_acc)
+            t_roll = time.perf_counter() - t0
+            upd = ppo_update(net, opt, ro, spec, layout, cfg, gen, env.batch)
+            row = {"episode": ep + 1, "slots": (ep + 1) * cfg.episode_slots * cfg.envs,
+                   "wall_s": time.perf_counter() - t_start + (history[-1]["wall_s"]
+                                                              if history and start else 0.0),
+                   "train_reward": ro.stats["raw_reward"],
+                   "train_mean_delay": ro.stats["train_delay"],
+                   "terminated_copies": ro.stats["terminated_copies"],
+                   "rollout_s": t_roll, "update_s": time.perf_counter() - t0 - t_roll, **upd}
+            if (ep + 1) % cfg.eval_every == 0 or ep + 1 == cfg.episodes:
+                row.update(evaluate_policy(net, layout, spec, scenario, load, cfg,
+                                           cfg.eval_slots, cfg.eval_seed))
+            history.append(row)
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k != "episode":
+                    tb.add_scalar(k, v, ep + 1)
+            if (ep + 1) % cfg.checkpoint_every == 0 or ep + 1 == cfg.episodes:
+                save_checkpoint(run_dir / "checkpoints" / "last.pt", net, opt, cfg, spec,
+                                scenario, load, ep + 1, history)
+                write_csv(run_dir / "training.csv", history)
+            prog.update(tid, advance=1, rate=f"{cfg.episode_slots * cfg.envs / (time.perf_counter() - t0):,.0f} slots/s")
+    tb.close()
+    save_checkpoint(run_dir / "checkpoints" / "policy.pt", net, None, cfg, spec, scenario, load,
+                    cfg.episodes, history)
+    write_csv(run_dir / "training.csv", history)
+    plot_training(history, run_dir / "figures" / "training_curve.png",
+                  f"MAPPO {cfg.mode}, {scenario} ({load})")
+    return {"history": history, "checkpoint": str(run_dir / "checkpoints" / "policy.pt")}
+
+
+def plot_training(history: list, path, title: str = "") -> Path:
+    """Reward curve (paper Figs. 12–13): training reward per episode and evaluation reward."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from radiorl.evaluation.report import _save
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = [h["slots"] for h in history]
+    ax[0].plot(x, [h["train_reward"] for h in history], label="training (per-agent mean)")
+    ev = [h for h in history if "eval_mean_reward" in h]
+    if ev:
+        ax[0].plot([h["slots"] for h in ev], [h["eval_mean_reward"] for h in ev], "o-",
+                   label="evaluation")
+        ax[1].plot([h["slots"] for h in ev], [h["eval_mean_delay"] for h in ev], "o-")
+    ax[0].set_xlabel("training slots (all copies)")
+    ax[0].set_ylabel("reward per slot")
+    ax[0].legend()
+    ax[1].set_xlabel("training slots (all copies)")
+    ax[1].set_ylabel("evaluation mean delay")
+    for a in ax:
+        a.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
