@@ -257,8 +257,14 @@ _register_tdma()
 
 
 def make_policy(name: str, env=None):
-    """Build the named policy (bound to ``env`` if given)."""
+    """Build the named policy (bound to ``env`` if given). ``mappo:<checkpoint.pt>`` loads a
+    trained MAPPO actor (checked against ``env``'s layout)."""
+    if isinstance(name, str) and name.startswith("mappo:"):
+        from radiorl.agents.mappo.policy import MAPPOPolicy   # learned policies: lazy import
+        pol = MAPPOPolicy.from_checkpoint(name.split(":", 1)[1], env)
+        return pol.bind(env) if env is not None else pol
     if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; valid policies: {sorted(POLICIES)}")
+        raise ValueError(f"unknown policy {name!r}; valid policies: {sorted(POLICIES)} or "
+                         "mappo:<checkpoint.pt>")
     pol = POLICIES[name][0]()
     return pol.bind(env) if env is not None else pol
