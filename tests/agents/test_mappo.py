@@ -237,3 +237,23 @@ def test_small_training_run_beats_random(tmp_path):
     with pytest.raises(ValueError, match="conflict-8"):
         train("conflict-8", "heavy", cfg2, tmp_path / "run2", resume=str(ck),
               show_progress=False)
+
+
+@pytest.mark.parametrize("kind, mode", [("lstm", "shared"), ("gru", "separate")])
+def test_numpy_actor_matches_torch(kind, mode):
+    from radiorl.agents.mappo.policy import NumpyActor
+    env = make_env("cellular-19-hex", "light", 2)
+    spec = ActionSpec.of(env)
+    net, layout = build(spec, MAPPOConfig(rnn=kind, mode=mode))
+    obs, _ = env.reset(0)
+    x = layout.to_m(torch.as_tensor(obs, dtype=torch.float32))
+    net.obs_norm.update(x * 3 + 1)
+    st = net.actor_rnn.initial_state(x.shape[1])
+    npa = NumpyActor(net)
+    nst = st.numpy().copy()
+    for _ in range(3):
+        with torch.no_grad():
+            lg, st = net.actor_step(net.obs_norm(x), st)
+        nlg, nst = npa.step(x.numpy(), nst)
+        assert np.allclose(lg.numpy(), nlg, atol=1e-4)
+        assert np.allclose(st.numpy(), nst, atol=1e-5)

@@ -89,10 +89,25 @@ class EnsembleRNNCell(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [M, batch, in]``, ``state [S, M, batch, H]`` → ``(h [M, batch, H], new state)``."""
+        return self.step_projected(self.ih(x), state)
+
+    def forward_seq(self, x: torch.Tensor, state: torch.Tensor):
+        """``x [M, batch, L, in]`` → ``(h [M, batch, L, H], final state)``; the input
+        projection of all L steps is one matrix product."""
+        M, Bt, L, D = x.shape
+        gi = self.ih(x.reshape(M, Bt * L, D)).reshape(M, Bt, L, -1)
+        out = []
+        for g in gi.unbind(2):                 # unbind: one gradient buffer, not L
+            h, state = self.step_projected(g, state)
+            out.append(h)
+        return torch.stack(out, 2), state
+
+    def step_projected(self, gi: torch.Tensor, state: torch.Tensor):
+        """One step given the projected input ``gi = ih(x)``."""
         H = self.hidden_size
         if self.kind == "lstm":
             h, c = state[0], state[1]
-            gates = self.ih(x) + self.hh(h)
+            gates = gi + self.hh(h)
             i = torch.sigmoid(gates[..., :H])
             f = torch.sigmoid(gates[..., H:2 * H])
             g = torch.tanh(gates[..., 2 * H:3 * H])
@@ -101,7 +116,7 @@ class EnsembleRNNCell(nn.Module):
             h = o * torch.tanh(c)
             return h, torch.stack([h, c])
         h = state[0]
-        gi, gh = self.ih(x), self.hh(h)
+        gh = self.hh(h)
         r = torch.sigmoid(gi[..., :H] + gh[..., :H])
         z = torch.sigmoid(gi[..., H:2 * H] + gh[..., H:2 * H])
         n = torch.tanh(gi[..., 2 * H:] + r * gh[..., 2 * H:])

@@ -68,10 +68,10 @@ class Layout:
 
     def to_m(self, x):
         B, K = x.shape[:2]
-        return x.reshape(1, B * K, *x.shape[2:]) if self.shared else x.transpose(0, 1)
+        return x.reshape(1, B * K, *x.shape[2:]) if self.shared else x.swapaxes(0, 1)
 
     def from_m(self, y, batch: int):
-        return y.reshape(batch, self.K, *y.shape[2:]) if self.shared else y.transpose(0, 1)
+        return y.reshape(batch, self.K, *y.shape[2:]) if self.shared else y.swapaxes(0, 1)
 
 
 class RunningNorm(nn.Module):

@@ -16,8 +16,9 @@ Rewards are divided by a running standard deviation of the discounted return (pe
 
 Our choices where the paper is silent (config values): ``envs = 16`` copies, PPO clip 0.2 for
 the ratio and the value, ``epochs = 5`` passes of ``minibatches = 4``, gradient-norm clip 10
-per member, ``queue_threshold = 50`` packets, periodic evaluation with the sampled policy on
-a fixed seed.
+per member, ``queue_threshold = 50`` packets, normalizer statistics updated every
+``norm_every = 4`` slots, periodic evaluation with the sampled policy on a fixed seed,
+``threads = 0`` (torch's default thread count; tests and workers use 1).
 """
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ class MAPPOConfig:
     eval_slots: int = 2000
     eval_seed: int = 12345
     checkpoint_every: int = 5
+    norm_every: int = 4
+    threads: int = 0
     seed: int = 0
 
     def validate(self) -> "MAPPOConfig":
@@ -94,6 +97,8 @@ class MAPPOConfig:
         check_number("eval_every", self.eval_every, low=1, integer=True)
         check_number("eval_slots", self.eval_slots, low=1, integer=True)
         check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
+        check_number("norm_every", self.norm_every, low=1, integer=True)
+        check_number("threads", self.threads, low=0, high=256, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
         return self
 
@@ -204,7 +209,8 @@ def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg
                 h0a.append(ha)
                 h0c.append(hc)
             x = layout.to_m(torch.as_tensor(obs, dtype=torch.float32))
-            net.obs_norm.update(x, alive)
+            if t % cfg.norm_every == 0:
+                net.obs_norm.update(x, alive)
             xn = net.obs_norm(x)
             logits, ha = net.actor_step(xn, ha)
             value, hc = net.critic_step(xn, hc)
@@ -214,7 +220,8 @@ def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg
             obs, rew, term, trunc, info, st = env.step(st, act)
             r = layout.to_m(torch.as_tensor(rew, dtype=torch.float32))
             ret_acc.mul_(cfg.gamma).add_(r)
-            net.ret_norm.update(ret_acc[..., None], alive)
+            if t % cfg.norm_every == 0:
+                net.ret_norm.update(ret_acc[..., None], alive)
             for k, v in (("obs", xn), ("dev", dev), ("lv", lv), ("logp", logp),
                          ("value", value), ("reward", r), ("alive", alive.clone())):
                 rec[k].append(v)
@@ -289,15 +296,11 @@ def ppo_update(net: ActorCritic, opt, ro: Rollout, spec: ActionSpec, layout: Lay
         perm = torch.randperm(S, generator=gen)
         for idx in perm.chunk(cfg.minibatches):
             mb = {k: v[:, idx] for k, v in data.items()}
-            ha, hc = h0a[:, :, idx], h0c[:, :, idx]
-            logits, values = [], []
-            for t in range(L):
-                lg, ha = net.actor_step(mb["obs"][:, :, t], ha)
-                v, hc = net.critic_step(mb["obs"][:, :, t], hc)
-                logits.append(lg)
-                values.append(v)
-            logits = torch.stack(logits, 2)                       # [M, mb, L, n_logits]
-            values = torch.stack(values, 2)
+            ha, _ = net.actor_rnn.forward_seq(mb["obs"], h0a[:, :, idx])
+            hc, _ = net.critic_rnn.forward_seq(mb["obs"], h0c[:, :, idx])
+            M_, nb = ha.shape[:2]
+            logits = net.actor_mlp(ha.reshape(M_, nb * L, -1)).reshape(M_, nb, L, -1)
+            values = net.critic_mlp(hc.reshape(M_, nb * L, -1)).reshape(M_, nb, L)
             dmask = seq_mask[:, idx][:, :, None, :]
             logp, ent = evaluate_actions(net, logits, dmask, mb["dev"], mb.get("lv"))
             w = mb["alive"]
@@ -347,7 +350,8 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
     from radiorl.runtime.files import write_csv
 
     cfg.validate()
-    torch.set_num_threads(1)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir)
     sc = get_scenario(scenario)
     sc.resolve_load(load)
