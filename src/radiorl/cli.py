@@ -62,6 +62,13 @@ def scenarios():
     for name, (factory, desc) in POLICIES.items():
         p = factory()
         t.add_row(name, ", ".join(p.families), ", ".join(sorted(p.requires)) or "-", desc)
+    from radiorl.pretrained import available
+    from radiorl.schedulers.policies import PRETRAINED
+    for name, desc in PRETRAINED.items():
+        scen = sorted({a.split("_")[1] for a in available() if a.startswith(name + "_")})
+        t.add_row(name, ", ".join(scen) or "(none shipped)", "local_obs", desc)
+    t.add_row("mappo:<checkpoint.pt>", "conflict_graph, cellular", "local_obs",
+              "a MAPPO policy trained with `radiorl train mappo`")
     console.print(t)
 
 

@@ -247,6 +247,13 @@ POLICIES = {
 }
 
 
+#: learned policies shipped as checkpoints (``radiorl/pretrained``), per scenario
+PRETRAINED = {
+    "mappo-shared": "recurrent MAPPO, shared policy (pretrained, medium load)",
+    "mappo-separate": "recurrent MAPPO, separate policies (pretrained, medium load)",
+}
+
+
 def _register_tdma():
     from radiorl.schedulers import tdma
     for k, v in tdma.POLICIES.items():
@@ -259,12 +266,21 @@ _register_tdma()
 def make_policy(name: str, env=None):
     """Build the named policy (bound to ``env`` if given). ``mappo:<checkpoint.pt>`` loads a
     trained MAPPO actor (checked against ``env``'s layout)."""
-    if isinstance(name, str) and name.startswith("mappo:"):
+    if isinstance(name, str) and (name.startswith("mappo:") or name in PRETRAINED):
         from radiorl.agents.mappo.policy import MAPPOPolicy   # learned policies: lazy import
-        pol = MAPPOPolicy.from_checkpoint(name.split(":", 1)[1], env)
+        if name in PRETRAINED:
+            if env is None:
+                raise ValueError(f"policy {name!r} needs the network to pick its pretrained "
+                                 "checkpoint")
+            from radiorl.pretrained import pretrained_path
+            path = pretrained_path(name, env.params.name)
+        else:
+            path = name.split(":", 1)[1]
+        pol = MAPPOPolicy.from_checkpoint(path, env)
+        pol.name = name
         return pol.bind(env) if env is not None else pol
     if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; valid policies: {sorted(POLICIES)} or "
-                         "mappo:<checkpoint.pt>")
+        raise ValueError(f"unknown policy {name!r}; valid policies: {sorted(POLICIES)}, "
+                         f"{sorted(PRETRAINED)} or mappo:<checkpoint.pt>")
     pol = POLICIES[name][0]()
     return pol.bind(env) if env is not None else pol
