@@ -51,10 +51,10 @@ def scenarios():
         t.add_row(s.name, s.family, " / ".join(f"{v:g}" for v in s.loads.values()) +
                   f" {s.load_unit}", s.description)
     from radiorl.envs.scenarios import FAMILIES, get_scenario as _get
-    for prefix, (_, pattern) in FAMILIES.items():
-        ex = _get(f"{prefix}1000")
+    for prefix, (_, pattern, example) in FAMILIES.items():
+        ex = _get(example)
         t.add_row(pattern, ex.family, " / ".join(f"{v:g}" for v in ex.loads.values()) +
-                  f" {ex.load_unit}", ex.description.replace("1000 nodes", "N nodes"))
+                  f" {ex.load_unit}", f"e.g. {example}: {ex.description}")
     console.print(t)
     t = Table(title="policies")
     for c in ("name", "networks", "requires", "description"):

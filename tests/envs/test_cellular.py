@@ -216,3 +216,22 @@ def test_arbitrary_sizes(deployment, K, N, H):
     for _ in range(5):
         obs, r, te, tr, info, s = env.step(s, act)
     assert r.shape == (2, K)
+
+
+def test_observation_caps_give_one_layout_for_networks_of_any_size():
+    from radiorl.envs.scenarios import make_env
+    envs = [make_env(n, "medium", 1, obs_max_neighbors=6, obs_max_devices=6)
+            for n in ("cellular-19-random", "cellular-37-random", "cellular-37-hex")]
+    assert len({e.obs_dim for e in envs}) == 1
+    assert all(e.max_devices == 6 and e.dev_table.shape[1] == 7 for e in envs)
+    e = make_env("cellular-19-hex", "medium", 1, obs_max_neighbors=1, obs_max_devices=3)
+    for k in range(e.n_agents):
+        assert len(e.obs_neighbors[k]) == min(1, len(e.neighbors[k]))
+        if len(e.neighbors[k]):
+            assert e.obs_neighbors[k][0] in e.neighbors[k]
+    # rewards still use the whole neighbourhood
+    full = make_env("cellular-19-hex", "medium", 1)
+    assert np.array_equal(e.reward_matrix, full.reward_matrix)
+    import pytest
+    with pytest.raises(ValueError, match="obs_max_devices"):
+        make_env("cellular-19-random", "medium", 1, obs_max_devices=2)

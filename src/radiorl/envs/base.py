@@ -147,29 +147,51 @@ class AgentStructure:
     Built from the serving agent of each device and a symmetric agent adjacency. Attributes:
     ``devices_of_agent[k]`` (global indices, the paper's f(ι, k)); ``local_sizes[K]``;
     ``max_devices``; ``dev_table[K, max_devices + 1]`` (action value → global device, column 0
-    = idle = −1); ``neighbors[k]``; ``max_neighbors``; ``neighborhood[K, K]`` (C(k), includes
+    = idle = −1); ``neighbors[k]``; ``obs_neighbors[k]`` (those in ``X_k``); ``max_neighbors``; ``neighborhood[K, K]`` (C(k), includes
     k); ``obs_index[K, (1 + max_neighbors)·max_devices]`` (the device feeding each slot of
     X_k = (O_k, O_ν1, …), ``N`` = zero padding); ``reward_matrix[N, K]`` so that
     ``−queues @ reward_matrix`` is eq. (10): minus the queues of C(k)'s devices.
     """
 
-    def __init__(self, agent_of_device: np.ndarray, n_agents: int, adjacency: np.ndarray):
+    def __init__(self, agent_of_device: np.ndarray, n_agents: int, adjacency: np.ndarray,
+                 obs_max_neighbors: int | None = None, obs_max_devices: int | None = None,
+                 strength: np.ndarray | None = None):
+        """``obs_max_neighbors`` / ``obs_max_devices`` fix the observation and action sizes
+        independently of the network (the paper's capped neighbourhood, so one policy runs on
+        networks of any size): ``X_k`` then holds at most ``obs_max_neighbors`` neighbours, the
+        strongest by ``strength[k, j]`` (else the lowest indices); rewards still use the whole
+        neighbourhood. An agent with more devices than ``obs_max_devices`` is an error."""
         N, K = len(agent_of_device), n_agents
         adj = np.asarray(adjacency, bool) | np.asarray(adjacency, bool).T
         adj = adj & ~np.eye(K, dtype=bool)
         self.devices_of_agent = [np.nonzero(agent_of_device == k)[0] for k in range(K)]
         self.local_sizes = np.array([len(d) for d in self.devices_of_agent], np.int64)
         self.max_devices = int(self.local_sizes.max())
+        if obs_max_devices is not None:
+            if self.max_devices > obs_max_devices:
+                raise ValueError(f"obs_max_devices={obs_max_devices} is below the largest "
+                                 f"number of devices of one agent ({self.max_devices})")
+            self.max_devices = int(obs_max_devices)
         self.dev_table = np.full((K, self.max_devices + 1), -1, np.int64)
         for k, d in enumerate(self.devices_of_agent):
             self.dev_table[k, 1: 1 + len(d)] = d
         self.neighbors = [np.nonzero(adj[k])[0] for k in range(K)]
         self.max_neighbors = max((len(x) for x in self.neighbors), default=0)
+        self.obs_neighbors = list(self.neighbors)
+        if obs_max_neighbors is not None:
+            cap = int(obs_max_neighbors)
+            for k in range(K):
+                nb = self.neighbors[k]
+                if len(nb) > cap:
+                    order = np.argsort(-strength[k, nb], kind="stable") if strength is not None \
+                        else np.arange(len(nb))
+                    self.obs_neighbors[k] = np.sort(nb[order[:cap]])
+            self.max_neighbors = cap
         self.neighborhood = adj | np.eye(K, dtype=bool)
         slots = (1 + self.max_neighbors) * self.max_devices
         self.obs_index = np.full((K, slots), N, np.int64)
         for k in range(K):
-            for i, a in enumerate([k, *self.neighbors[k]]):
+            for i, a in enumerate([k, *self.obs_neighbors[k]]):
                 d = self.devices_of_agent[a]
                 self.obs_index[k, i * self.max_devices: i * self.max_devices + len(d)] = d
         dev_agent = np.zeros((N, K))

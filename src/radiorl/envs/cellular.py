@@ -181,6 +181,8 @@ class CellularParams:
         obs_mode: ``"paper"`` or ``"reference"``.
         off_power_dbm: value standing for "no power" in dB-valued observations.
         episode_slots: truncation. queue_threshold_packets: training termination (None: off).
+        obs_max_neighbors, obs_max_devices: fixed observation/action sizes (None: this
+            network's maxima); set both to run one policy on networks of different sizes.
         max_queue_packets: per-queue buffer (overflow drops beyond it).
     """
 
@@ -213,6 +215,8 @@ class CellularParams:
     off_power_dbm: float = -30.0
     episode_slots: int = 5000
     queue_threshold_packets: float | None = None
+    obs_max_neighbors: int | None = None
+    obs_max_devices: int | None = None
     max_queue_packets: int = 100_000
     name: str = "cellular"
 
@@ -255,6 +259,10 @@ class CellularParams:
         if self.obs_mode not in ("paper", "reference"):
             raise ValueError(f"obs_mode must be 'paper' or 'reference', got {self.obs_mode!r}")
         check_number("episode_slots", self.episode_slots, low=1, integer=True)
+        check_number("obs_max_neighbors", self.obs_max_neighbors, low=0, high=10_000,
+                     integer=True, allow_none=True)
+        check_number("obs_max_devices", self.obs_max_devices, low=1, high=10_000, integer=True,
+                     allow_none=True)
         check_number("queue_threshold_packets", self.queue_threshold_packets, low=0,
                      allow_none=True)
         if self.deployment == "hex" and self.ap_xy is None and self.n_devices % self.n_aps:
@@ -365,7 +373,10 @@ class CellularEnv:
         adj = np.zeros((K, K), bool)
         kk, nn = np.nonzero(strong)
         adj[kk, self.ap_of_device[nn]] = True
-        AgentStructure(self.ap_of_device, K, adj).apply_to(self)
+        coupling = np.zeros((K, K))
+        np.maximum.at(coupling, (kk, self.ap_of_device[nn]), self.alpha[kk, nn] / serving[nn])
+        AgentStructure(self.ap_of_device, K, adj, p.obs_max_neighbors, p.obs_max_devices,
+                       strength=coupling + coupling.T).apply_to(self)
         # observations
         self.n_features = 1 + (4 if p.obs_mode == "paper" else 2) * H
         slots = self.obs_index.shape[1]

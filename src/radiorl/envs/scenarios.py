@@ -90,19 +90,20 @@ def register(scenario: Scenario) -> Scenario:
     return scenario
 
 
-#: parametric families: prefix -> (factory(name) -> Scenario or None, pattern help text)
-FAMILIES: dict[str, tuple[Callable, str]] = {}
+#: parametric families: prefix -> (factory(name) -> Scenario or None, pattern help text,
+#: an example name)
+FAMILIES: dict[str, tuple[Callable, str, str]] = {}
 
 
 def get_scenario(name: str) -> Scenario:
     if name in SCENARIOS:
         return SCENARIOS[name]
-    for prefix, (factory, _) in FAMILIES.items():
+    for prefix, (factory, _, _) in FAMILIES.items():
         if isinstance(name, str) and name.startswith(prefix):
             sc = factory(name)
             if sc is not None:
                 return sc
-    patterns = [h for _, h in FAMILIES.values()]
+    patterns = [h for _, h, _ in FAMILIES.values()]
     raise ValueError(f"unknown scenario {name!r}; valid scenarios: {sorted(SCENARIOS)}"
                      + (f" or {', '.join(patterns)}" if patterns else ""))
 
@@ -200,4 +201,27 @@ def _adhoc_family(name: str):
         AdhocTDMAEnv, "ms", episode_field="episode_frames")
 
 
-FAMILIES["adhoc-"] = (_adhoc_family, "adhoc-N[-limited] (any N >= 2)")
+FAMILIES["adhoc-"] = (_adhoc_family, "adhoc-N[-limited] (any N >= 2)", "adhoc-1000")
+
+
+# --------------------------------------------------------------------------- larger cellular
+def _cellular_family(name: str):
+    """``cellular-<K>-hex`` (3 devices per cell) and ``cellular-<K>-random`` (3K devices, 2-5
+    per AP on average as in Fig. 6b) for scalability runs; loads as the 19-cell networks."""
+    parts = name.split("-")
+    if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("hex", "random"):
+        return None
+    k, dep = int(parts[1]), parts[2]
+    if not 1 <= k <= 10_000:
+        raise ValueError(f"cellular-<K>-{dep}: K must be an integer in [1, 10000], got {k}")
+    base = SCENARIOS[f"cellular-19-{dep}"]
+    return Scenario(
+        name, "cellular", f"{k} cells, {3 * k} devices, {dep} deployment (scalability)",
+        dict(base.loads), base.load_unit,
+        lambda load, k=k, dep=dep: CellularParams(deployment=dep, n_aps=k, n_devices=3 * k,
+                                                  load_pps=load, name=name),
+        CellularEnv, "ms")
+
+
+FAMILIES["cellular-"] = (_cellular_family, "cellular-<K>-hex|random (any K)",
+                         "cellular-37-random")
