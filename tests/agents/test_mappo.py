@@ -23,18 +23,22 @@ torch.set_num_threads(1)
 def test_gae_hand_computed():
     r = torch.tensor([[1.0], [1.0]])
     v = torch.tensor([[0.5], [0.4]])
-    adv, ret = gae(r, v, torch.tensor([0.2]), torch.ones(2, 1), gamma=0.9, lam=0.5)
+    z = torch.zeros(2, 1)
+    adv, ret = gae(r, v, torch.tensor([0.2]), z, z, gamma=0.9, lam=0.5)
     assert adv[:, 0].tolist() == pytest.approx([0.86 + 0.45 * 0.78, 0.78])
     assert ret[:, 0].tolist() == pytest.approx([1.211 + 0.5, 0.78 + 0.4])
 
 
-def test_gae_masks_steps_after_termination():
+def test_gae_episode_end_bootstraps_and_does_not_chain():
     r = torch.tensor([[1.0], [2.0], [5.0]])
     v = torch.tensor([[0.0], [1.0], [3.0]])
-    alive = torch.tensor([[1.0], [1.0], [0.0]])
-    adv, _ = gae(r, v, torch.tensor([0.0]), alive, gamma=1.0, lam=1.0)
-    # step 1 bootstraps with V(step 2) = 3 but does not chain step 2's advantage
-    assert adv[:, 0].tolist() == pytest.approx([1 + 1 - 0 + (2 + 3 - 1), 2 + 3 - 1, 0.0])
+    done = torch.tensor([[0.0], [1.0], [0.0]])
+    boot = torch.tensor([[0.0], [10.0], [0.0]])
+    adv, _ = gae(r, v, torch.tensor([4.0]), done, boot, gamma=1.0, lam=1.0)
+    a2 = 5 + 4 - 3                       # new episode, bootstraps with the last value
+    a1 = 2 + 10 - 1                      # ended: bootstraps with V(end state) = 10, no chaining
+    a0 = (1 + 1 - 0) + a1
+    assert adv[:, 0].tolist() == pytest.approx([a0, a1, a2])
 
 
 def test_value_loss_hand_computed():
@@ -83,8 +87,9 @@ def test_rnn_cell_matches_torch(kind):
 
 
 def test_recurrent_state_resets_at_episode_start():
-    """Every rollout starts from a zero state, and chunk-start states equal the states the
-    rollout reached (so training re-computes the same recurrence)."""
+    """Every rollout starts from a zero state, chunk-start states equal the states the rollout
+    reached (so training re-computes the same recurrence), and a copy that hits the queue
+    threshold restarts with empty queues and a zero recurrent state."""
     cfg = MAPPOConfig(envs=2, episode_slots=40, seq_len=16, episodes=1)
     env = make_train_env("conflict-8", "light", cfg, 2, 40)
     spec = ActionSpec.of(env)
@@ -100,6 +105,12 @@ def test_recurrent_state_resets_at_episode_start():
     assert torch.allclose(h, ro.h0a[2], atol=1e-5)
     ro2 = collect_rollout(env, net, layout, spec, cfg, 1, gen, torch.zeros(1, 8))
     assert torch.all(ro2.h0a[0] == 0)
+    assert torch.all(ro.starts[0] == 1) and torch.all(ro.starts[1:] == 0)
+    # a tiny threshold forces restarts: queues are emptied and the state is zeroed
+    cfg3 = MAPPOConfig(envs=2, episode_slots=64, seq_len=16, episodes=1, queue_threshold=1)
+    env3 = make_train_env("conflict-8", "heavy", cfg3, 2, 64)
+    ro3 = collect_rollout(env3, net, layout, spec, cfg3, 0, gen, torch.zeros(1, 8))
+    assert ro3.stats["terminated_copies"] > 0 and ro3.starts[1:].sum() > 0
     # chunking keeps each (member, sequence) intact and pads the last chunk
     ch = _chunks(ro.obs, 16)
     assert ch.shape == (1, 8 * 3, 16, spec.obs_dim)

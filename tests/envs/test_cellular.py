@@ -235,3 +235,17 @@ def test_observation_caps_give_one_layout_for_networks_of_any_size():
     import pytest
     with pytest.raises(ValueError, match="obs_max_devices"):
         make_env("cellular-19-random", "medium", 1, obs_max_devices=2)
+
+
+
+def test_cellular_restart_copies():
+    from radiorl.envs.scenarios import make_env
+    env = make_env("cellular-19-hex", "heavy", 2)
+    obs, st = env.reset(0)
+    idle = {"device": np.zeros((2, 19, 3), int), "power_level": np.zeros((2, 19, 3), int)}
+    for _ in range(20):
+        obs, r, te, tr, info, st = env.step(st, idle)
+    env.restart_copies(st, np.array([False, True]))
+    assert st.zeta_bits[1].sum() == 0 and st.zeta_bits[0].sum() > 0
+    q = st.queues
+    assert np.array_equal(q.n_generated, q.n_done + q.n_dropped + q.backlog_packets())

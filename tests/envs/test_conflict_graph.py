@@ -150,3 +150,19 @@ def test_bad_actions():
     with pytest.raises(ValueError, match="integers"):
         env.step(s, np.full((2, 4, 3), 0.5))
     assert s.slot == 0     # nothing happened
+
+
+
+def test_restart_copies_empties_queues_and_keeps_conservation():
+    from radiorl.envs.scenarios import make_env
+    env = make_env("conflict-8", "heavy", 3)
+    obs, st = env.reset(0)
+    for _ in range(50):
+        obs, r, te, tr, info, st = env.step(st, np.zeros((3, 4, 3), int))   # all idle
+    before = st.queues.backlog_packets().copy()
+    env.restart_copies(st, np.array([True, False, True]))
+    q = st.queues
+    assert q.backlog_packets()[[0, 2]].sum() == 0
+    assert np.array_equal(q.backlog_packets()[1], before[1])
+    assert np.array_equal(q.n_generated, q.n_done + q.n_dropped + q.backlog_packets())
+    assert env.observe(st)[[0, 2]].sum() == 0

@@ -540,6 +540,13 @@ class CellularEnv:
                                     np.log10(m[:, 2] / self._g_ref)], axis=1)
         return np.concatenate([q, feats.transpose(0, 2, 1)], axis=2).astype(np.float32)
 
+    def restart_copies(self, state: CellularState, copies) -> None:
+        """Restart the selected copies (``bool[B]``) with empty queues, in place (training
+        episodes that hit the queue threshold). Channels and arrivals continue."""
+        state.queues.clear(copies)
+        state.zeta_bits = state.queues.backlog_bits()
+        state.done = state.done & ~np.asarray(copies, bool)
+
     def observe(self, state: CellularState) -> np.ndarray:
         """``float32[B, K, obs_dim]`` aggregate observations X_k (zero-padded)."""
         K, S = self.obs_index.shape

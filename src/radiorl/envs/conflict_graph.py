@@ -271,6 +271,13 @@ class ConflictGraphEnv:
         state.done = terminated | truncated
         return self.observe(state), rewards, terminated, truncated, info, state
 
+    def restart_copies(self, state: ConflictGraphState, copies) -> None:
+        """Restart the selected copies (``bool[B]``) with empty queues, in place (training
+        episodes that hit the queue threshold). Arrivals continue from the copy's stream."""
+        state.queues.clear(copies)
+        state.zeta = state.queues.backlog_packets()
+        state.done = state.done & ~np.asarray(copies, bool)
+
     # ------------------------------------------------------------ policies
     def policy_view(self, state: ConflictGraphState, requires) -> PolicyView:
         """Information handed to a policy that declared ``requires``."""

@@ -91,13 +91,18 @@ class EnsembleRNNCell(nn.Module):
         """``x [M, batch, in]``, ``state [S, M, batch, H]`` → ``(h [M, batch, H], new state)``."""
         return self.step_projected(self.ih(x), state)
 
-    def forward_seq(self, x: torch.Tensor, state: torch.Tensor):
+    def forward_seq(self, x: torch.Tensor, state: torch.Tensor,
+                    starts: torch.Tensor | None = None):
         """``x [M, batch, L, in]`` → ``(h [M, batch, L, H], final state)``; the input
-        projection of all L steps is one matrix product."""
+        projection of all L steps is one matrix product. ``starts [M, batch, L]`` (1 where an
+        episode begins) zeroes the state before that step."""
         M, Bt, L, D = x.shape
         gi = self.ih(x.reshape(M, Bt * L, D)).reshape(M, Bt, L, -1)
         out = []
-        for g in gi.unbind(2):                 # unbind: one gradient buffer, not L
+        keep = None if starts is None else (1.0 - starts.float()).unbind(2)
+        for t, g in enumerate(gi.unbind(2)):   # unbind: one gradient buffer, not L
+            if keep is not None:
+                state = state * keep[t][None, ..., None]
             h, state = self.step_projected(g, state)
             out.append(h)
         return torch.stack(out, 2), state

@@ -227,6 +227,18 @@ class PacketQueues:
         return np.where(self.n_arrived > self.n_done, head, -1)
 
     # ------------------------------------------------------------- updates
+    def clear(self, copies: np.ndarray) -> np.ndarray:
+        """Empty every queue of the selected copies (``bool[B]``), e.g. to restart a training
+        episode. Removed packets leave the queue like served ones (``n_done``, so
+        ``n_generated = n_done + n_dropped + queued`` still holds) and are also counted in
+        ``extra["cleared"]``. Returns ``int64[B, N]`` packets removed."""
+        sel = np.asarray(copies, bool)
+        removed = np.where(sel[:, None], self.n_arrived - self.n_done, 0)
+        self.extra["cleared"] = self.extra.get("cleared", 0) + removed
+        self.n_done[sel] = self.n_arrived[sel]
+        self.head_served_bits[sel] = 0.0
+        return removed
+
     def _grow(self, needed: int) -> None:
         C = self.arrival_slot.shape[2]
         new_c = C

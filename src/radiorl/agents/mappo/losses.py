@@ -13,19 +13,22 @@ import torch
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, last_value: torch.Tensor,
-        alive: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized advantage estimates over a rollout (time on axis 0).
+        done: torch.Tensor, boot_value: torch.Tensor, gamma: float,
+        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimates over a rollout (time on axis 0), eq. (19).
 
     Args:
-        rewards, values, alive: ``[T, ...]``; ``alive[t]`` is 1 while the step belongs to the
-            episode (0 after a termination: those steps get zero advantage and are masked).
-        last_value: ``[...]`` value of the state after the last step (bootstrap).
+        rewards, values, done, boot_value: ``[T, ...]``. ``done[t] = 1`` when the episode of
+            that agent ended at step ``t`` (a queue crossed the threshold) and a new one starts
+            at ``t + 1``; the step then bootstraps with ``boot_value[t]``, the value of the
+            state the episode ended in, and does not chain the next episode's advantages.
+            Termination by the queue threshold is treated like a time limit (ending early is
+            not rewarded).
+        last_value: ``[...]`` value of the state after the last step.
     Returns:
-        ``(advantages, returns)``, ``returns = advantages + values``. A step whose successor is
-        not alive bootstraps with that successor's value (termination by the queue threshold is
-        treated like a time limit: ending the episode early is not rewarded).
+        ``(advantages, returns)``, ``returns = advantages + values``.
 
-    Example (γ = 0.9, λ = 0.5, rewards 1, 1, values 0.5, 0.4, bootstrap 0.2):
+    Example (γ = 0.9, λ = 0.5, rewards 1, 1, values 0.5, 0.4, bootstrap 0.2, no done):
         δ1 = 1 + 0.9·0.2 − 0.4 = 0.78, A1 = 0.78; δ0 = 1 + 0.9·0.4 − 0.5 = 0.86,
         A0 = 0.86 + 0.45·0.78 = 1.211.
     """
@@ -34,10 +37,10 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, last_value: torch.Tensor,
     next_adv = torch.zeros_like(last_value)
     next_value = last_value
     for t in range(T - 1, -1, -1):
-        nxt_alive = alive[t + 1] if t + 1 < T else torch.ones_like(alive[t])
-        delta = rewards[t] + gamma * next_value - values[t]
-        a = delta + gamma * lam * nxt_alive * next_adv
-        adv[t] = a * alive[t]
+        d = done[t]
+        nv = d * boot_value[t] + (1 - d) * next_value
+        delta = rewards[t] + gamma * nv - values[t]
+        adv[t] = delta + gamma * lam * (1 - d) * next_adv
         next_adv = adv[t]
         next_value = values[t]
     return adv, adv + values

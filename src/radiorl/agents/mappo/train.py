@@ -10,8 +10,9 @@ actor and one critic for all agents trained on all agents' data (eqs. 23–24);
 ``mode="separate"``: agent k's networks are trained on agent k's trajectory and reward only
 (per-member losses, per-member gradient clipping, per-member normalizers).
 
-A copy whose queue exceeds ``queue_threshold`` packets terminates (as in the paper); its
-remaining steps of the iteration are masked out, and the next iteration restarts every copy.
+A copy whose queue exceeds ``queue_threshold`` packets ends its episode and restarts at once
+with empty queues (as in the paper: "terminated and restarted"); recurrent states are zeroed
+at every episode start, also inside training chunks.
 Rewards are divided by a running standard deviation of the discounted return (per member).
 
 Our choices where the paper is silent (config values): ``envs = 16`` copies, PPO clip 0.2 for
@@ -184,7 +185,7 @@ class Rollout:
     logp: torch.Tensor         # [T, M, N]
     value: torch.Tensor
     reward: torch.Tensor
-    alive: torch.Tensor
+    starts: torch.Tensor       # [T, M, N] 1 where an episode starts (recurrent state zeroed)
     h0a: torch.Tensor          # [C, S, M, N, Hd] actor states at chunk starts
     h0c: torch.Tensor
     stats: dict = field(default_factory=dict)
@@ -192,17 +193,23 @@ class Rollout:
 
 def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg: MAPPOConfig,
                     seed: int, gen: torch.Generator, ret_acc: torch.Tensor) -> Rollout:
+    """Run the current policy on ``env.batch`` copies for ``episode_slots`` slots. A copy whose
+    queue crosses the threshold ends its episode: it restarts at once with empty queues
+    (``env.restart_copies``) and zeroed recurrent states, so no slot of the rollout is
+    wasted; the ended step bootstraps with the value of the state it ended in."""
     B, T, L = env.batch, cfg.episode_slots, cfg.seq_len
     obs, st = env.reset(seed=seed)
     mask = member_masks(spec, layout, B)
     M, N = layout.M, mask.shape[1]
     ha, hc = net.initial_state(N)
-    rec = {k: [] for k in ("obs", "dev", "lv", "logp", "value", "reward", "alive")}
+    rec = {k: [] for k in ("obs", "dev", "lv", "logp", "value", "reward", "start", "done",
+                           "boot")}
     h0a, h0c = [], []
-    alive = torch.ones(M, N)
-    alive_env = np.ones(B, bool)
+    start = torch.ones(M, N)
     ret_acc.zero_()
     delivered = delay_sum = 0.0
+    n_term = 0
+    zero = torch.zeros(M, N)
     with torch.no_grad():
         for t in range(T):
             if t % L == 0:
@@ -210,7 +217,7 @@ def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg
                 h0c.append(hc)
             x = layout.to_m(torch.as_tensor(obs, dtype=torch.float32))
             if t % cfg.norm_every == 0:
-                net.obs_norm.update(x, alive)
+                net.obs_norm.update(x)
             xn = net.obs_norm(x)
             logits, ha = net.actor_step(xn, ha)
             value, hc = net.critic_step(xn, hc)
@@ -221,40 +228,50 @@ def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg
             r = layout.to_m(torch.as_tensor(rew, dtype=torch.float32))
             ret_acc.mul_(cfg.gamma).add_(r)
             if t % cfg.norm_every == 0:
-                net.ret_norm.update(ret_acc[..., None], alive)
+                net.ret_norm.update(ret_acc[..., None])
+            term = np.asarray(term, bool)
+            done = zero
+            boot = zero
+            if term.any():
+                n_term += int(term.sum())
+                done = layout.to_m(torch.as_tensor(
+                    np.repeat(term[:, None], spec.n_agents, 1), dtype=torch.float32))
+                xe = net.obs_norm(layout.to_m(torch.as_tensor(obs, dtype=torch.float32)))
+                boot, _ = net.critic_step(xe, hc)                 # value where it ended
+                env.restart_copies(st, term)
+                obs = env.observe(st)
+                keep = (1.0 - done)[None, ..., None]
+                ha, hc = ha * keep, hc * keep
+                ret_acc.mul_(1.0 - done)
             for k, v in (("obs", xn), ("dev", dev), ("lv", lv), ("logp", logp),
-                         ("value", value), ("reward", r), ("alive", alive.clone())):
+                         ("value", value), ("reward", r), ("start", start), ("done", done),
+                         ("boot", boot)):
                 rec[k].append(v)
+            start = done
             d = info["deliveries"]
-            ok = alive_env[d.batch] if len(d.batch) else np.zeros(0, bool)
-            delivered += ok.sum()
-            delay_sum += d.delay_slots[ok].sum()
-            alive_env &= ~np.asarray(term, bool)
-            alive = layout.to_m(torch.as_tensor(
-                np.repeat(alive_env[:, None], spec.n_agents, 1), dtype=torch.float32))
+            delivered += len(d.delay_slots)
+            delay_sum += float(d.delay_slots.sum())
         x = layout.to_m(torch.as_tensor(obs, dtype=torch.float32))
         last_value, _ = net.critic_step(net.obs_norm(x), hc)
     scale = (net.ret_norm.var[:, 0].float() + 1e-8).sqrt().view(M, 1)
-    reward = torch.stack(rec["reward"]) / scale
-    alive_t = torch.stack(rec["alive"])
+    raw = torch.stack(rec["reward"])
+    reward = raw / scale
     val = torch.stack(rec["value"])
-    adv, ret = gae(reward, val, last_value, alive_t, cfg.gamma, cfg.gae_lambda)
+    adv, ret = gae(reward, val, last_value, torch.stack(rec["done"]), torch.stack(rec["boot"]),
+                   cfg.gamma, cfg.gae_lambda)
     out = Rollout(torch.stack(rec["obs"]), torch.stack(rec["dev"]),
                   torch.stack(rec["lv"]) if rec["lv"][0] is not None else None,
-                  torch.stack(rec["logp"]), val, reward, alive_t, torch.stack(h0a),
-                  torch.stack(h0c))
-    out.stats = {"adv": adv, "ret": ret,
-                 "raw_reward": float((torch.stack(rec["reward"]) * alive_t).sum() /
-                                     alive_t.sum().clamp(min=1)),
-                 "terminated_copies": int((~alive_env).sum()),
-                 "alive_fraction": float(alive_t.mean()),
+                  torch.stack(rec["logp"]), val, reward, torch.stack(rec["start"]),
+                  torch.stack(h0a), torch.stack(h0c))
+    out.stats = {"adv": adv, "ret": ret, "raw_reward": float(raw.mean()),
+                 "terminated_copies": n_term,
                  "train_delay": float(delay_sum / max(delivered, 1) * (env.slot_ms or 1.0))}
     return out
 
 
 def _chunks(x: torch.Tensor, L: int) -> torch.Tensor:
     """``[T, M, N, ...]`` → ``[M, N·C, L, ...]`` with ``C = ceil(T/L)`` (chunk-major within
-    each sequence); the last chunk is zero-padded (its padded steps have ``alive = 0``)."""
+    each sequence); the last chunk is zero-padded (its padded steps have ``valid = 0``)."""
     T, M, N = x.shape[:3]
     C = -(-T // L)
     if C * L != T:
@@ -274,16 +291,13 @@ def ppo_update(net: ActorCritic, opt, ro: Rollout, spec: ActionSpec, layout: Lay
                cfg: MAPPOConfig, gen: torch.Generator, batch: int) -> dict:
     L = cfg.seq_len
     adv = ro.stats["adv"]
-    alive = ro.alive
-    # per-member advantage normalization over live steps
-    m = alive.transpose(0, 1).reshape(alive.shape[1], -1)
+    # per-member advantage normalization
     a_flat = adv.transpose(0, 1).reshape(adv.shape[1], -1)
-    mu = (a_flat * m).sum(1) / m.sum(1).clamp(min=1)
-    sd = (((a_flat - mu[:, None]) ** 2) * m).sum(1).div(m.sum(1).clamp(min=1)).sqrt()
-    adv_n = (adv - mu.view(1, -1, 1)) / (sd.view(1, -1, 1) + 1e-8)
+    adv_n = (adv - a_flat.mean(1).view(1, -1, 1)) / (a_flat.std(1).view(1, -1, 1) + 1e-8)
     data = {"obs": _chunks(ro.obs, L), "dev": _chunks(ro.dev, L), "logp": _chunks(ro.logp, L),
             "value": _chunks(ro.value, L), "ret": _chunks(ro.stats["ret"], L),
-            "adv": _chunks(adv_n, L), "alive": _chunks(alive, L)}
+            "adv": _chunks(adv_n, L), "valid": _chunks(torch.ones_like(ro.logp), L),
+            "starts": _chunks(ro.starts, L)}
     if ro.lv is not None:
         data["lv"] = _chunks(ro.lv, L)
     h0a, h0c = _state_chunks(ro.h0a), _state_chunks(ro.h0c)
@@ -296,14 +310,14 @@ def ppo_update(net: ActorCritic, opt, ro: Rollout, spec: ActionSpec, layout: Lay
         perm = torch.randperm(S, generator=gen)
         for idx in perm.chunk(cfg.minibatches):
             mb = {k: v[:, idx] for k, v in data.items()}
-            ha, _ = net.actor_rnn.forward_seq(mb["obs"], h0a[:, :, idx])
-            hc, _ = net.critic_rnn.forward_seq(mb["obs"], h0c[:, :, idx])
+            ha, _ = net.actor_rnn.forward_seq(mb["obs"], h0a[:, :, idx], mb["starts"])
+            hc, _ = net.critic_rnn.forward_seq(mb["obs"], h0c[:, :, idx], mb["starts"])
             M_, nb = ha.shape[:2]
             logits = net.actor_mlp(ha.reshape(M_, nb * L, -1)).reshape(M_, nb, L, -1)
             values = net.critic_mlp(hc.reshape(M_, nb * L, -1)).reshape(M_, nb, L)
             dmask = seq_mask[:, idx][:, :, None, :]
             logp, ent = evaluate_actions(net, logits, dmask, mb["dev"], mb.get("lv"))
-            w = mb["alive"]
+            w = mb["valid"]
             pl = clipped_surrogate(logp, mb["logp"], mb["adv"], ent, cfg.clip, cfg.entropy, w)
             vl = clipped_value_loss(values, mb["value"], mb["ret"], cfg.value_clip, w)
             opt.zero_grad()
