@@ -268,3 +268,25 @@ def test_numpy_actor_matches_torch(kind, mode):
         nlg, nst = npa.step(x.numpy(), nst)
         assert np.allclose(lg.numpy(), nlg, atol=1e-4)
         assert np.allclose(st.numpy(), nst, atol=1e-5)
+
+
+def test_shared_policy_with_observation_caps_runs_on_larger_networks(tmp_path):
+    caps = dict(obs_max_neighbors=6, obs_max_devices=6)
+    env19 = make_env("cellular-19-random", "light", 1, **caps)
+    spec = ActionSpec.of(env19)
+    cfg = MAPPOConfig(mode="shared", hidden=16, **caps)
+    net, layout = build(spec, cfg)
+    p = save_checkpoint(tmp_path / "s.pt", net, None, cfg, spec, "cellular-19-random", "light",
+                        1, [])
+    env37 = make_env("cellular-37-random", "light", 1, **caps)
+    pol = MAPPOPolicy.from_checkpoint(p, env37)
+    m, _ = rollout(env37, pol, seed=0, slots=30)
+    assert m.slots == 30 and pol.spec.n_agents == 37
+    with pytest.raises(ValueError, match="n_choices|obs_dim"):        # without the caps
+        MAPPOPolicy.from_checkpoint(p, make_env("cellular-37-random", "light", 1))
+    cfg_s = MAPPOConfig(mode="separate", hidden=16, **caps)
+    net_s, _ = build(spec, cfg_s)
+    ps = save_checkpoint(tmp_path / "p.pt", net_s, None, cfg_s, spec, "cellular-19-random",
+                         "light", 1, [])
+    with pytest.raises(ValueError, match="n_agents"):                 # separate: one net/agent
+        MAPPOPolicy.from_checkpoint(ps, env37)

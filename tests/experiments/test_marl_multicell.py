@@ -46,3 +46,14 @@ def test_unknown_preset():
     _, _, cfg_fn = get_experiment("marl-multicell-fig8")
     with pytest.raises(ValueError, match="preset"):
         cfg_fn("huge")
+
+
+def test_scalability_runs_one_shared_policy_on_larger_networks(tmp_path, tiny, monkeypatch):
+    monkeypatch.setattr(mm, "SCALE_NETWORKS", ["cellular-19-random", "cellular-37-random"])
+    con = Console(file=open(tmp_path / "log.txt", "w"))
+    fn, _, cfg_fn = get_experiment("marl-multicell-scalability")
+    d = make_run_dir("marl-multicell-scalability", tmp_path, cfg_fn("quick"))
+    rows = fn("quick", d, workers=1, console=con)
+    nets = {(r["network"], r["policy"]) for r in rows}
+    assert ("cellular-37-random", "mappo-shared (19 cells)") in nets
+    assert "Scalability" in (d / "report.md").read_text()

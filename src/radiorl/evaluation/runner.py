@@ -90,7 +90,7 @@ def evaluate(scenario: str, policies: list[str], loads: list, seeds: list[int], 
     sc = get_scenario(scenario)
     for p in policies:
         make_policy(p, sc.make_env(loads[0] if loads else "medium", 1, reference_compat,
-                                   episode_slots=10))
+                                   **{**dict(overrides or {}), "episode_slots": 10}))
     for ld in loads:
         sc.resolve_load(ld)
     if not isinstance(slots, (int, np.integer)) or slots < 1:

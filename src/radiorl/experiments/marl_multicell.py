@@ -13,6 +13,7 @@ fig11              delay CDF, random network, medium load
 table4             information used and execution time per decision of every method
 fig12-13           training curves (reward per slot) of both modes, conflict graph and cellular
 table5             train/test load mismatch (trained at one load, tested at every load)
+scalability        shared policy trained on 19 cells, tested on 37 and 61 cells
 =================  ====================================================================
 
 Trained policies come from a model store shared by the experiments of one output root
@@ -86,6 +87,12 @@ class ModelTask:
     run_dir: str
 
 
+#: fixed observation layout of the scalability run (the paper caps the neighbourhood so that
+#: one policy runs on any network size)
+SCALE_CAPS = dict(obs_max_neighbors=6, obs_max_devices=6)
+SCALE_NETWORKS = ["cellular-19-random", "cellular-37-random", "cellular-61-random"]
+
+
 def _train_task(task: ModelTask) -> dict:
     from radiorl.agents.mappo import MAPPOConfig, train
     cfg = MAPPOConfig(**{**task.config, "mode": task.mode, "threads": 1})
@@ -122,14 +129,14 @@ def model_store(run_dir: Path, preset: str) -> Path:
 
 
 def get_models(needs: list[tuple], preset: str, run_dir, workers: int,
-               console: Console) -> dict:
+               console: Console, extra: dict | None = None) -> dict:
     """Train (or reuse) a MAPPO model for every ``(scenario, train_load, mode)``; returns
     ``{key: {"checkpoint", "history"}}``. Training runs in parallel workers and resumes from
     the last checkpoint if interrupted."""
     store = model_store(run_dir, preset)
     tasks = []
     for sc, load, mode in needs:
-        cfg = dict(TRAIN[preset][_family(sc)])
+        cfg = {**TRAIN[preset][_family(sc)], **(extra or {})}
         h = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
         tasks.append(ModelTask(sc, load, mode, cfg, str(store / f"{sc}-{load}-{mode}-{h}")))
     todo = [t for t in tasks if not (Path(t.run_dir) / "checkpoints" / "policy.pt").exists()]
@@ -322,3 +329,37 @@ def _append_report(run_dir, text: str) -> None:
     md = Path(run_dir) / "report.md"
     old = md.read_text() if md.exists() else ""
     atomic_write_text(md, old + text + "\n")
+
+
+@register("marl-multicell-scalability",
+          "shared MAPPO trained on 19 random cells, tested on 37 and 61 cells", preset_config)
+def scalability(preset, run_dir, workers=2, console=None):
+    console = console or Console()
+    ev = EVAL[preset]
+    models = get_models([(RANDOM, "medium", "shared")], preset, run_dir, workers, console,
+                        extra=SCALE_CAPS)
+    ck = models[(RANDOM, "medium", "shared")]["checkpoint"]
+    rows, delays = [], {}
+    for net in SCALE_NETWORKS:
+        r, d = evaluate(net, ["fp", "fair-itlinq", "llq", f"mappo:{ck}"], ["medium"],
+                        ev["seeds"], ev["slots"], workers=workers, overrides=dict(SCALE_CAPS))
+        for x in r:
+            x["policy"] = "mappo-shared (19 cells)" if x["policy"].startswith("mappo:") \
+                else x["policy"]
+            x["network"] = net
+        rows += r
+    write_csv(Path(run_dir) / "scalability.csv", rows)
+    md = ["## Scalability: trained on 19 random cells, medium load (mean delay, ms)\n",
+          "| network | " + " | ".join(["fp", "fair-itlinq", "llq", "mappo-shared (19 cells)"]) +
+          " |", "|---|---|---|---|---|"]
+    for net in SCALE_NETWORKS:
+        cells = []
+        for pol in ["fp", "fair-itlinq", "llq", "mappo-shared (19 cells)"]:
+            rs = [r for r in rows if r["network"] == net and r["policy"] == pol]
+            unst = sum(r["unstable"] for r in rs)
+            cells.append(f"unstable ({unst}/{len(rs)})" if unst else
+                         f"{np.mean([r['mean_delay'] for r in rs]):.2f}")
+        md.append(f"| {net} | " + " | ".join(cells) + " |")
+    _append_report(run_dir, "\n".join(md) + "\n")
+    console.print("\n".join(md))
+    return rows

@@ -53,6 +53,15 @@ class ActionSpec:
         d["local_sizes"] = list(self.local_sizes)
         return d
 
+    #: fields a shared policy needs to match (it runs on any number of agents)
+    LAYOUT_FIELDS = ("family", "n_subbands", "n_choices", "n_levels", "obs_dim")
+
+    def mismatch(self, other: "ActionSpec", shared: bool) -> str | None:
+        """Name of the first field where ``other`` cannot run this network's policy."""
+        keys = self.LAYOUT_FIELDS if shared else tuple(self.to_dict())
+        a, b = self.to_dict(), other.to_dict()
+        return next((k for k in keys if a[k] != b[k]), None)
+
     def device_mask(self) -> torch.Tensor:
         """``bool[K, n_choices]``: True where the choice exists for agent k."""
         k = torch.arange(self.n_choices)[None, :]

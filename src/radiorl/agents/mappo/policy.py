@@ -82,19 +82,24 @@ class MAPPOPolicy:
         cfg = MAPPOConfig.from_dict(blob["config"])
         spec = ActionSpec(**{**blob["spec"], "local_sizes": tuple(blob["spec"]["local_sizes"])})
         if env is not None:
-            check_spec(blob, ActionSpec.of(env), f"scenario {env.params.name}")
+            check_spec(blob, ActionSpec.of(env), f"scenario {env.params.name}",
+                       shared=cfg.mode == "shared")
         net, layout = build(spec, cfg)
         net.load_state_dict(blob["model"])
         net.eval()
         return cls(net, layout, spec, greedy, name=f"mappo-{cfg.mode}")
 
     def bind(self, env) -> "MAPPOPolicy":
+        """Attach to ``env``; a shared policy adopts the network's agents (any number of
+        them, as long as the per-agent layout matches: the paper's scalability)."""
         got = ActionSpec.of(env)
-        if got != self.spec:
-            diff = next(k for k in got.to_dict() if got.to_dict()[k] != self.spec.to_dict()[k])
+        diff = self.spec.mismatch(got, self.layout.shared)
+        if diff is not None:
             raise ValueError(f"MAPPO policy does not fit {env.params.name}: {diff} is "
                              f"{self.spec.to_dict()[diff]!r} in the policy, "
                              f"{got.to_dict()[diff]!r} in the network")
+        if self.layout.shared:
+            self.spec, self.layout = got, Layout(True, got.n_agents)
         self.env = env
         return self
 

@@ -64,6 +64,8 @@ class MAPPOConfig:
     episode_slots: int = 2000
     episodes: int = 100
     queue_threshold: float | None = 50.0
+    obs_max_neighbors: int | None = None
+    obs_max_devices: int | None = None
     eval_every: int = 5
     eval_slots: int = 2000
     eval_seed: int = 12345
@@ -115,11 +117,19 @@ class MAPPOConfig:
 def make_train_env(scenario: str, load, cfg: MAPPOConfig, batch: int, slots: int,
                    threshold: bool = True):
     sc = get_scenario(scenario)
-    over = {"episode_slots": slots}
+    over = {"episode_slots": slots, **obs_caps(cfg, sc.family)}
     if threshold and cfg.queue_threshold is not None:
         key = "queue_threshold_packets" if sc.family == "cellular" else "queue_threshold"
         over[key] = cfg.queue_threshold
     return sc.make_env(load, batch=batch, **over)
+
+
+def obs_caps(cfg: MAPPOConfig, family: str) -> dict:
+    """Env overrides fixing the observation layout (cellular networks; scalability runs)."""
+    if family != "cellular":
+        return {}
+    return {k: getattr(cfg, k) for k in ("obs_max_neighbors", "obs_max_devices")
+            if getattr(cfg, k) is not None}
 
 
 def build(spec: ActionSpec, cfg: MAPPOConfig) -> tuple[ActorCritic, Layout]:
@@ -167,13 +177,15 @@ def load_checkpoint(path) -> dict:
     return blob
 
 
-def check_spec(blob: dict, spec: ActionSpec, where: str) -> None:
-    """Raise naming the first field where the checkpoint's network layout differs."""
-    stored = blob["spec"]
-    for k, v in spec.to_dict().items():
-        if stored.get(k) != v:
-            raise ValueError(f"checkpoint from scenario {blob['scenario']!r} does not fit "
-                             f"{where}: {k} is {stored.get(k)!r} in the checkpoint, {v!r} here")
+def check_spec(blob: dict, spec: ActionSpec, where: str, shared: bool = False) -> None:
+    """Raise naming the first field where the checkpoint's network layout differs (a shared
+    policy only needs the per-agent layout to match, not the number of agents)."""
+    stored = ActionSpec(**{**blob["spec"], "local_sizes": tuple(blob["spec"]["local_sizes"])})
+    k = stored.mismatch(spec, shared)
+    if k is not None:
+        raise ValueError(f"checkpoint from scenario {blob['scenario']!r} does not fit "
+                         f"{where}: {k} is {stored.to_dict()[k]!r} in the checkpoint, "
+                         f"{spec.to_dict()[k]!r} here")
 
 
 # --------------------------------------------------------------------------- training
