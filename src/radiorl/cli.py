@@ -180,6 +180,9 @@ def train(algo: str = typer.Argument(..., help="mappo"),
                                        "--episode-slots slots)"),
           envs: int = typer.Option(None, help="environment copies per iteration [16]"),
           episode_slots: int = typer.Option(None, help="slots per training episode [2000]"),
+          rollout_slots: int = typer.Option(None, help="slots per copy between updates "
+                                            "[= episode slots]; smaller: several updates per "
+                                            "episode, copies persist across updates"),
           lr: float = typer.Option(None, help="learning rate [1e-4, Table II]"),
           optimizer: str = typer.Option(None, help="rmsprop (Table II) | adam"),
           rnn: str = typer.Option(None, help="lstm | gru"),
@@ -194,7 +197,8 @@ def train(algo: str = typer.Argument(..., help="mappo"),
     if algo != "mappo":
         _fail(f"unknown algorithm {algo!r}; available: ['mappo']")
     kw = {k: v for k, v in dict(mode=mode, episodes=episodes, envs=envs,
-                                episode_slots=episode_slots, lr=lr, optimizer=optimizer,
+                                episode_slots=episode_slots, rollout_slots=rollout_slots,
+                                lr=lr, optimizer=optimizer,
                                 rnn=rnn, seed=seed).items() if v is not None}
     try:
         cfg = MAPPOConfig(**kw).validate()

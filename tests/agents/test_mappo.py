@@ -290,3 +290,21 @@ def test_shared_policy_with_observation_caps_runs_on_larger_networks(tmp_path):
                          "light", 1, [])
     with pytest.raises(ValueError, match="n_agents"):                 # separate: one net/agent
         MAPPOPolicy.from_checkpoint(ps, env37)
+
+
+def test_persistent_rollouts_cut_episodes_at_episode_slots():
+    cfg = MAPPOConfig(envs=2, episode_slots=40, rollout_slots=16, seq_len=8,
+                      queue_threshold=None)
+    env = make_train_env("conflict-8", "light", cfg, 2, 10 ** 9)
+    spec = ActionSpec.of(env)
+    net, layout = build(spec, cfg)
+    gen = torch.Generator().manual_seed(0)
+    carry, starts, h0 = {}, [], []
+    for i in range(5):
+        ro = collect_rollout(env, net, layout, spec, cfg, 0, gen, torch.zeros(1, 8), carry)
+        starts.append(ro.starts[:, 0, 0])
+        h0.append(ro.h0a[0])
+    s = torch.cat(starts)
+    assert torch.nonzero(s).flatten().tolist() == [0, 40]   # episode starts at slots 0 and 40
+    assert not torch.all(h0[1] == 0)                        # state carried across iterations
+    assert carry["ep_len"].tolist() == [0, 0]               # 80 slots = two whole episodes

@@ -1,8 +1,11 @@
 """Training loop of traffic-driven recurrent MAPPO (Zhang & Guo, Algorithm 1 and Sec. III-D),
 top to bottom in one function (:func:`train`).
 
-Per iteration ("episode"): reset ``envs`` copies of the network (seeded by the iteration), run
-the current policy for ``episode_slots`` slots recording ``X_k``, actions, log-probabilities,
+Per iteration: run the current policy on ``envs`` copies for ``rollout_slots`` slots
+(default: one whole training episode of ``episode_slots`` slots, the copies reset and seeded by
+the iteration; with ``rollout_slots < episode_slots`` the copies persist across iterations and
+each episode is cut at ``episode_slots``, so the policy is updated several times per episode),
+recording ``X_k``, actions, log-probabilities,
 values and rewards; compute GAE (eq. 19); then ``epochs`` passes of minibatch updates over
 chunks of ``seq_len`` slots (recurrent states re-computed from the stored chunk-start states):
 clipped value loss (eq. 20) and clipped surrogate with entropy (eq. 22). ``mode="shared"``: one
@@ -62,6 +65,7 @@ class MAPPOConfig:
     max_grad_norm: float = 10.0
     envs: int = 16
     episode_slots: int = 2000
+    rollout_slots: int | None = None
     episodes: int = 100
     queue_threshold: float | None = 50.0
     obs_max_neighbors: int | None = None
@@ -95,6 +99,8 @@ class MAPPOConfig:
         check_number("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
         check_number("envs", self.envs, low=1, high=4096, integer=True)
         check_number("episode_slots", self.episode_slots, low=1, integer=True)
+        check_number("rollout_slots", self.rollout_slots, low=1, integer=True,
+                     allow_none=True)
         check_number("episodes", self.episodes, low=1, integer=True)
         check_number("queue_threshold", self.queue_threshold, low=0, allow_none=True)
         check_number("eval_every", self.eval_every, low=1, integer=True)
@@ -204,21 +210,28 @@ class Rollout:
 
 
 def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg: MAPPOConfig,
-                    seed: int, gen: torch.Generator, ret_acc: torch.Tensor) -> Rollout:
+                    seed: int, gen: torch.Generator, ret_acc: torch.Tensor,
+                    carry: dict | None = None) -> Rollout:
     """Run the current policy on ``env.batch`` copies for ``episode_slots`` slots. A copy whose
     queue crosses the threshold ends its episode: it restarts at once with empty queues
     (``env.restart_copies``) and zeroed recurrent states, so no slot of the rollout is
     wasted; the ended step bootstraps with the value of the state it ended in."""
-    B, T, L = env.batch, cfg.episode_slots, cfg.seq_len
-    obs, st = env.reset(seed=seed)
+    B, L = env.batch, cfg.seq_len
+    T = cfg.rollout_slots or cfg.episode_slots
     mask = member_masks(spec, layout, B)
     M, N = layout.M, mask.shape[1]
-    ha, hc = net.initial_state(N)
+    if carry is None or "st" not in carry:
+        obs, st = env.reset(seed=seed)
+        ha, hc = net.initial_state(N)
+        start = torch.ones(M, N)
+        ep_len = np.zeros(B, np.int64)
+        ret_acc.zero_()
+    else:
+        obs, st, ha, hc = carry["obs"], carry["st"], carry["ha"], carry["hc"]
+        start, ep_len = carry["start"], carry["ep_len"]
     rec = {k: [] for k in ("obs", "dev", "lv", "logp", "value", "reward", "start", "done",
                            "boot")}
     h0a, h0c = [], []
-    start = torch.ones(M, N)
-    ret_acc.zero_()
     delivered = delay_sum = 0.0
     n_term = 0
     zero = torch.zeros(M, N)
@@ -242,10 +255,14 @@ def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg
             if t % cfg.norm_every == 0:
                 net.ret_norm.update(ret_acc[..., None])
             term = np.asarray(term, bool)
+            ep_len += 1
+            n_term += int(term.sum())
+            if carry is not None:                       # episodes cut at episode_slots
+                term = term | (ep_len >= cfg.episode_slots)
             done = zero
             boot = zero
             if term.any():
-                n_term += int(term.sum())
+                ep_len[term] = 0
                 done = layout.to_m(torch.as_tensor(
                     np.repeat(term[:, None], spec.n_agents, 1), dtype=torch.float32))
                 xe = net.obs_norm(layout.to_m(torch.as_tensor(obs, dtype=torch.float32)))
@@ -265,6 +282,8 @@ def collect_rollout(env, net: ActorCritic, layout: Layout, spec: ActionSpec, cfg
             delay_sum += float(d.delay_slots.sum())
         x = layout.to_m(torch.as_tensor(obs, dtype=torch.float32))
         last_value, _ = net.critic_step(net.obs_norm(x), hc)
+    if carry is not None:
+        carry.update(obs=obs, st=st, ha=ha, hc=hc, start=start, ep_len=ep_len)
     scale = (net.ret_norm.var[:, 0].float() + 1e-8).sqrt().view(M, 1)
     raw = torch.stack(rec["reward"])
     reward = raw / scale
@@ -381,7 +400,10 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
     run_dir = Path(run_dir)
     sc = get_scenario(scenario)
     sc.resolve_load(load)
-    env = make_train_env(scenario, load, cfg, cfg.envs, cfg.episode_slots)
+    persistent = cfg.rollout_slots is not None and cfg.rollout_slots < cfg.episode_slots
+    env = make_train_env(scenario, load, cfg, cfg.envs,
+                         10 ** 9 if persistent else cfg.episode_slots)
+    carry = {} if persistent else None
     spec = ActionSpec.of(env)
     net, layout = build(spec, cfg)
     opt = make_optimizer(net, cfg)
@@ -418,10 +440,11 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
             gen.manual_seed(cfg.seed * 1_000_003 + ep)
             torch.manual_seed(cfg.seed * 1_000_003 + ep)
             ro = collect_rollout(env, net, layout, spec, cfg, cfg.seed * 1_000_003 + ep, gen,
-                                 ret_acc)
+                                 ret_acc, carry)
             t_roll = time.perf_counter() - t0
             upd = ppo_update(net, opt, ro, spec, layout, cfg, gen, env.batch)
-            row = {"episode": ep + 1, "slots": (ep + 1) * cfg.episode_slots * cfg.envs,
+            per_it = (cfg.rollout_slots or cfg.episode_slots) * cfg.envs
+            row = {"episode": ep + 1, "slots": (ep + 1) * per_it,
                    "wall_s": time.perf_counter() - t_start + (history[-1]["wall_s"]
                                                               if history and start else 0.0),
                    "train_reward": ro.stats["raw_reward"],
@@ -439,7 +462,8 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
                 save_checkpoint(run_dir / "checkpoints" / "last.pt", net, opt, cfg, spec,
                                 scenario, load, ep + 1, history)
                 write_csv(run_dir / "training.csv", history)
-            prog.update(tid, advance=1, rate=f"{cfg.episode_slots * cfg.envs / (time.perf_counter() - t0):,.0f} slots/s")
+            prog.update(tid, advance=1,
+                        rate=f"{per_it / (time.perf_counter() - t0):,.0f} slots/s")
     tb.close()
     save_checkpoint(run_dir / "checkpoints" / "policy.pt", net, None, cfg, spec, scenario, load,
                     cfg.episodes, history)
