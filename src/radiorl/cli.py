@@ -170,6 +170,30 @@ def collect(preset: str = typer.Option("quick", help="quick (32 trajectories) | 
                   f"({res['agent_frames_per_s']:,.0f} agent-frames/s)")
 
 
+def _config_overrides(cls, items: list[str]) -> dict:
+    """``["epochs=2", "entropy=0.005"]`` → typed overrides of dataclass ``cls`` fields (YAML
+    scalars: numbers, true/false, null); unknown keys are a clear error."""
+    import dataclasses
+    import yaml
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for it in items:
+        key, sep, val = it.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {it!r}")
+        if key not in names:
+            raise ValueError(f"--set: unknown field {key!r}; fields: {sorted(names)}")
+        v = yaml.safe_load(val)
+        if isinstance(v, str):                  # YAML 1.1 reads "1e-3" as a string
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        out[key] = v
+    return out
+
+
 @app.command()
 def train(algo: str = typer.Argument(..., help="mappo"),
           scenario: str = typer.Option(..., help="conflict-8, cellular-19-hex, "
@@ -187,6 +211,8 @@ def train(algo: str = typer.Argument(..., help="mappo"),
           optimizer: str = typer.Option(None, help="rmsprop (Table II) | adam"),
           rnn: str = typer.Option(None, help="lstm | gru"),
           seed: int = typer.Option(0, help="training seed"),
+          set_: list[str] = typer.Option(None, "--set", help="any other MAPPOConfig field, "
+                                         "KEY=VALUE (repeatable), e.g. --set epochs=2"),
           out: str = typer.Option("runs", help="root folder of run directories"),
           resume: str = typer.Option(None, help="checkpoint or run folder to continue")):
     """Train a learned allocator (MAPPO); writes runs/train-mappo/<timestamp>/ (checkpoints,
@@ -201,6 +227,7 @@ def train(algo: str = typer.Argument(..., help="mappo"),
                                 lr=lr, optimizer=optimizer,
                                 rnn=rnn, seed=seed).items() if v is not None}
     try:
+        kw.update(_config_overrides(MAPPOConfig, set_ or []))
         cfg = MAPPOConfig(**kw).validate()
         from radiorl.envs.scenarios import get_scenario
         sc = get_scenario(scenario)

@@ -308,3 +308,39 @@ def test_persistent_rollouts_cut_episodes_at_episode_slots():
     assert torch.nonzero(s).flatten().tolist() == [0, 40]   # episode starts at slots 0 and 40
     assert not torch.all(h0[1] == 0)                        # state carried across iterations
     assert carry["ep_len"].tolist() == [0, 0]               # 80 slots = two whole episodes
+
+
+def test_windowed_normalizer_tracks_shifted_data_and_full_history_does_not():
+    """Closed form: with the past weight capped at W samples, after many batches of n samples
+    with mean m the running mean is within (W/(W+n))^k of m; all-history statistics stay at the
+    sample-weighted average of everything seen."""
+    from radiorl.agents.mappo.model import RunningNorm
+    tracked, full = RunningNorm(1, 1, window=1000.0), RunningNorm(1, 1)
+    first, second = torch.full((1, 1000, 1), 50.0), torch.full((1, 1000, 1), 2.0)
+    for norm in (tracked, full):
+        norm.update(first)
+        for _ in range(20):
+            norm.update(second)
+    assert abs(float(full.mean) - (50 + 20 * 2) / 21) < 1e-6
+    assert abs(float(tracked.mean) - 2.0) < 48 * 0.5 ** 20 + 1e-6
+    assert float(tracked.var) < 48 ** 2 * 0.5 ** 19            # old spread decays geometrically
+    assert float(full.var) > 100                               # all history keeps it
+
+
+def test_train_cli_set_overrides_and_rejects_unknown_fields(tmp_path):
+    from typer.testing import CliRunner
+    from radiorl.cli import app
+    r = CliRunner().invoke(app, ["train", "mappo", "--scenario", "conflict-8", "--set",
+                                 "bogus=1", "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "unknown field 'bogus'" in r.output
+    r = CliRunner().invoke(app, ["train", "mappo", "--scenario", "conflict-8", "--set",
+                                 "entropy=-1", "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "entropy" in r.output
+    r = CliRunner().invoke(app, ["train", "mappo", "--scenario", "conflict-8", "--episodes", "1",
+                                 "--envs", "2", "--episode-slots", "16", "--set", "epochs=1",
+                                 "--set", "lr=1e-3", "--set", "eval_slots=16",
+                                 "--set", "threads=1", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    ck = next(tmp_path.glob("train-mappo/*/checkpoints/policy.pt"))
+    cfg = load_checkpoint(ck)["config"]
+    assert cfg["epochs"] == 1 and cfg["lr"] == 1e-3 and cfg["eval_slots"] == 16

@@ -84,10 +84,16 @@ class Layout:
 
 
 class RunningNorm(nn.Module):
-    """Per-member running mean/variance (Chan et al. parallel update) of ``[M, N, D]`` data."""
+    """Per-member running mean/variance (Chan et al. parallel update) of ``[M, N, D]`` data.
 
-    def __init__(self, members: int, dim: int, clip: float = 10.0):
+    ``window``: if set, the weight of past data is capped at ``window`` samples per member
+    before each update, so the statistics track the current data (queues shrink by orders of
+    magnitude while a policy learns; all-history statistics would keep the early scale and
+    squeeze the small queues of a good policy together). ``None``: all history."""
+
+    def __init__(self, members: int, dim: int, clip: float = 10.0, window: float | None = None):
         super().__init__()
+        self.window = window
         self.register_buffer("mean", torch.zeros(members, dim, dtype=torch.float64))
         self.register_buffer("var", torch.ones(members, dim, dtype=torch.float64))
         self.register_buffer("count", torch.full((members, 1), 1e-4, dtype=torch.float64))
@@ -100,6 +106,8 @@ class RunningNorm(nn.Module):
         n = w.sum(1, keepdim=True)                                   # [M, 1]
         if float(n.sum()) == 0:
             return
+        if self.window is not None:
+            self.count.clamp_(max=float(self.window))
         mean = (x * w[..., None]).sum(1) / n.clamp(min=1e-12)
         var = (((x - mean[:, None]) ** 2) * w[..., None]).sum(1) / n.clamp(min=1e-12)
         tot = self.count + n
@@ -122,7 +130,7 @@ class ActorCritic(nn.Module):
     """Recurrent actor and critic for ``members`` parameter sets."""
 
     def __init__(self, spec: ActionSpec, members: int, hidden: int = 64, layers: int = 2,
-                 rnn: str = "lstm"):
+                 rnn: str = "lstm", norm_window: float | None = None):
         super().__init__()
         check_number("hidden", hidden, low=1, high=4096, integer=True)
         check_number("layers", layers, low=1, high=16, integer=True)
@@ -133,8 +141,8 @@ class ActorCritic(nn.Module):
         self.actor_mlp = EnsembleMLP(members, hidden, (hidden,) * layers, self.n_logits, 0.01)
         self.critic_rnn = EnsembleRNNCell(members, spec.obs_dim, hidden, rnn)
         self.critic_mlp = EnsembleMLP(members, hidden, (hidden,) * layers, 1, 1.0)
-        self.obs_norm = RunningNorm(members, spec.obs_dim)
-        self.ret_norm = RunningNorm(members, 1)
+        self.obs_norm = RunningNorm(members, spec.obs_dim, window=norm_window)
+        self.ret_norm = RunningNorm(members, 1, window=norm_window)
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.actor_rnn.initial_state(batch), self.critic_rnn.initial_state(batch)

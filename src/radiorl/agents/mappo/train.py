@@ -21,7 +21,8 @@ Rewards are divided by a running standard deviation of the discounted return (pe
 Our choices where the paper is silent (config values): ``envs = 16`` copies, PPO clip 0.2 for
 the ratio and the value, ``epochs = 5`` passes of ``minibatches = 4``, gradient-norm clip 10
 per member, ``queue_threshold = 50`` packets, normalizer statistics updated every
-``norm_every = 4`` slots, periodic evaluation with the sampled policy on a fixed seed,
+``norm_every = 4`` slots with the weight of past statistics capped at ``norm_window = 2e5``
+samples (they track the shrinking queues of a learning policy), periodic evaluation with the sampled policy on a fixed seed,
 ``threads = 0`` (torch's default thread count; tests and workers use 1).
 """
 from __future__ import annotations
@@ -75,6 +76,7 @@ class MAPPOConfig:
     eval_seed: int = 12345
     checkpoint_every: int = 5
     norm_every: int = 4
+    norm_window: float | None = 200_000.0
     threads: int = 0
     seed: int = 0
 
@@ -107,6 +109,7 @@ class MAPPOConfig:
         check_number("eval_slots", self.eval_slots, low=1, integer=True)
         check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
         check_number("norm_every", self.norm_every, low=1, integer=True)
+        check_number("norm_window", self.norm_window, low=1, allow_none=True)
         check_number("threads", self.threads, low=0, high=256, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
         return self
@@ -141,7 +144,7 @@ def obs_caps(cfg: MAPPOConfig, family: str) -> dict:
 def build(spec: ActionSpec, cfg: MAPPOConfig) -> tuple[ActorCritic, Layout]:
     shared = cfg.mode == "shared"
     layout = Layout(shared, spec.n_agents)
-    net = ActorCritic(spec, layout.M, cfg.hidden, cfg.layers, cfg.rnn)
+    net = ActorCritic(spec, layout.M, cfg.hidden, cfg.layers, cfg.rnn, cfg.norm_window)
     return net, layout
 
 
