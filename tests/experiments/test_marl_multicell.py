@@ -16,6 +16,7 @@ def tiny(monkeypatch):
                  eval_every=2, eval_slots=100, epochs=1)
     monkeypatch.setitem(mm.TRAIN, "quick", {"conflict_graph": small, "cellular": small})
     monkeypatch.setitem(mm.EVAL, "quick", dict(slots=150, seeds=[0]))
+    monkeypatch.setitem(mm.USE_PRETRAINED, "quick", False)
 
 
 def test_fig7_and_table5_share_the_model_store(tmp_path, tiny):
@@ -57,3 +58,28 @@ def test_scalability_runs_one_shared_policy_on_larger_networks(tmp_path, tiny, m
     nets = {(r["network"], r["policy"]) for r in rows}
     assert ("cellular-37-random", "mappo-shared (19 cells)") in nets
     assert "Scalability" in (d / "report.md").read_text()
+
+
+def test_quick_preset_uses_a_shipped_pretrained_policy_instead_of_training(tmp_path, tiny,
+                                                                            monkeypatch):
+    from radiorl import pretrained
+    from radiorl.agents.mappo import MAPPOConfig
+    from radiorl.agents.mappo.model import ActionSpec
+    from radiorl.agents.mappo.train import build, save_checkpoint
+    from radiorl.envs.scenarios import make_env
+    monkeypatch.setitem(mm.USE_PRETRAINED, "quick", True)
+    monkeypatch.setattr(pretrained, "HERE", tmp_path / "shipped")
+    spec = ActionSpec.of(make_env("conflict-8", "medium", 1))
+    cfg = MAPPOConfig(hidden=8)
+    net, _ = build(spec, cfg)
+    ck = save_checkpoint(tmp_path / "shipped" / "mappo-shared_conflict-8_medium.pt", net, None,
+                         cfg, spec, "conflict-8", "medium", 3, [{"episode": 3, "slots": 9}])
+    run_dir = tmp_path / "runs" / "x"
+    con = Console(file=open(tmp_path / "log.txt", "w"))
+    models = mm.get_models([("conflict-8", "medium", "shared"), ("conflict-8", "medium",
+                                                                 "separate")],
+                           "quick", run_dir, 1, con)
+    assert models[("conflict-8", "medium", "shared")]["checkpoint"] == str(ck)
+    assert models[("conflict-8", "medium", "shared")]["history"] == [{"episode": 3, "slots": 9}]
+    store = mm.model_store(run_dir, "quick")
+    assert [p.name.startswith("conflict-8-medium-separate") for p in store.iterdir()] == [True]

@@ -20,3 +20,9 @@ def pretrained_path(name: str, scenario: str) -> Path:
         raise ValueError(f"no pretrained {name} policy for scenario {scenario!r}; available: "
                          f"{available() or 'none'} (train one with `radiorl train mappo`)")
     return hits[0]
+
+
+def lookup(name: str, scenario: str, load: str) -> Path | None:
+    """The shipped ``<name>_<scenario>_<load>.pt`` if it exists, else None."""
+    p = HERE / f"{name}_{scenario}_{load}.pt"
+    return p if p.is_file() else None
