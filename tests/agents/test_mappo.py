@@ -344,3 +344,17 @@ def test_train_cli_set_overrides_and_rejects_unknown_fields(tmp_path):
     ck = next(tmp_path.glob("train-mappo/*/checkpoints/policy.pt"))
     cfg = load_checkpoint(ck)["config"]
     assert cfg["epochs"] == 1 and cfg["lr"] == 1e-3 and cfg["eval_slots"] == 16
+
+
+def test_linear_lr_schedule_and_best_checkpoint(tmp_path):
+    cfg = MAPPOConfig(envs=2, episode_slots=32, episodes=4, lr=1e-3, optimizer="adam",
+                      lr_schedule="linear", epochs=1, seq_len=16, eval_every=1, eval_slots=50,
+                      checkpoint_every=1, threads=1)
+    res = train("conflict-8", "light", cfg, tmp_path, show_progress=False)
+    blob = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert blob["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * (1 - 3 / 4))
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    evals = [h for h in res["history"] if not h["eval_unstable"]]
+    assert best["episode"] == min(evals, key=lambda h: h["eval_mean_delay"])["episode"]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        MAPPOConfig(lr_schedule="cosine").validate()

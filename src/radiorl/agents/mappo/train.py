@@ -23,7 +23,9 @@ the ratio and the value, ``epochs = 5`` passes of ``minibatches = 4``, gradient-
 per member, ``queue_threshold = 50`` packets, normalizer statistics updated every
 ``norm_every = 4`` slots with the weight of past statistics capped at ``norm_window = 2e5``
 samples (they track the shrinking queues of a learning policy), periodic evaluation with the sampled policy on a fixed seed,
-``threads = 0`` (torch's default thread count; tests and workers use 1).
+``threads = 0`` (torch's default thread count; tests and workers use 1), ``lr_schedule =
+"constant"`` (Table II; ``"linear"`` anneals the rate to 0 over the run, which steadies late
+training with Adam 1e-3).
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class MAPPOConfig:
     layers: int = 2
     optimizer: str = "rmsprop"
     lr: float = 1e-4
+    lr_schedule: str = "constant"
     gamma: float = 0.995
     gae_lambda: float = 0.95
     entropy: float = 0.01
@@ -85,6 +88,9 @@ class MAPPOConfig:
             raise ValueError(f"mode must be 'shared' or 'separate', got {self.mode!r}")
         if self.rnn not in ("lstm", "gru"):
             raise ValueError(f"rnn must be 'lstm' or 'gru', got {self.rnn!r}")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'linear', got "
+                             f"{self.lr_schedule!r}")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
         check_number("hidden", self.hidden, low=1, high=4096, integer=True)
@@ -389,7 +395,9 @@ def evaluate_policy(net, layout, spec, scenario, load, cfg, slots, seed) -> dict
 
 def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = None,
           show_progress: bool = True, log=print) -> dict:
-    """Train MAPPO on ``scenario`` at ``load``; writes ``run_dir/checkpoints/{last,policy}.pt``,
+    """Train MAPPO on ``scenario`` at ``load``; writes ``run_dir/checkpoints/{last,policy}.pt``
+    (``policy.pt``: the final actor; ``best.pt``: the one with the lowest periodic-evaluation
+    mean delay, among stable evaluations),
     ``run_dir/training.csv``, TensorBoard logs in ``run_dir/tb`` and a training-curve PNG.
     ``resume``: a checkpoint (or a run folder holding ``checkpoints/last.pt``) to continue."""
     from rich.progress import Progress
@@ -435,11 +443,16 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
     gen = torch.Generator()
     ret_acc = torch.zeros(layout.M, env.batch * spec.n_agents // layout.M)
     t_start = time.perf_counter()
+    best = min((h["eval_mean_delay"] for h in history if "eval_mean_delay" in h
+                and not h.get("eval_unstable")), default=float("inf"))
     with progress_bar(transient=False) as prog:
         tid = prog.add_task(f"MAPPO {cfg.mode} on {scenario} ({load})", total=cfg.episodes,
                             completed=start, rate="", visible=show_progress)
         for ep in range(start, cfg.episodes):
             t0 = time.perf_counter()
+            if cfg.lr_schedule == "linear":
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * (1.0 - ep / cfg.episodes)
             gen.manual_seed(cfg.seed * 1_000_003 + ep)
             torch.manual_seed(cfg.seed * 1_000_003 + ep)
             ro = collect_rollout(env, net, layout, spec, cfg, cfg.seed * 1_000_003 + ep, gen,
@@ -458,6 +471,11 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
                 row.update(evaluate_policy(net, layout, spec, scenario, load, cfg,
                                            cfg.eval_slots, cfg.eval_seed))
             history.append(row)
+            if "eval_mean_delay" in row and not row["eval_unstable"] and \
+                    row["eval_mean_delay"] < best:
+                best = row["eval_mean_delay"]
+                save_checkpoint(run_dir / "checkpoints" / "best.pt", net, None, cfg, spec,
+                                scenario, load, ep + 1, history)
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != "episode":
                     tb.add_scalar(k, v, ep + 1)
