@@ -1,7 +1,10 @@
-"""The quickstart tour: classical schedulers on the paper's networks at the three named loads.
+"""The quickstart tour: classical schedulers on the paper's networks at the three named loads,
+next to the shipped pretrained MAPPO policies.
 
-``quick`` (≤ 5 minutes on 2 cores): LLQ, Fair-ITLinQ, FP and WMMSE on ``cellular-19-random``
-and GMS, LLQ, Q-CSMA on ``conflict-8``, light/medium/heavy, one seed, 2,000 slots per
+``quick`` (≤ 5 minutes on 2 cores): LLQ, Fair-ITLinQ, FP, WMMSE and the pretrained shared
+MAPPO policy on ``cellular-19-random``, and GMS, LLQ, Q-CSMA and pretrained shared MAPPO on
+``conflict-8`` (both policies trained at the medium load by the README's commands, tested at
+every load), light/medium/heavy, one seed, 2,000 slots per
 episode (40 s of network time for the cellular network); the MF-TDMA request heuristics on
 ``adhoc-9-4:5-limited`` (1,000-frame = 5 s test episodes). ``paper``: 5,000-slot episodes
 (the paper's test length) and 3 seeds.
@@ -20,8 +23,8 @@ PRESETS = {
 }
 
 PARTS = [
-    ("cellular-19-random", ["llq", "fair-itlinq", "fp", "wmmse"]),
-    ("conflict-8", ["gms", "llq", "qcsma"]),
+    ("cellular-19-random", ["llq", "fair-itlinq", "fp", "wmmse", "mappo-shared"]),
+    ("conflict-8", ["gms", "llq", "qcsma", "mappo-shared"]),
     ("adhoc-9-4:5-limited", ["equal", "proportional", "load-aware", "mixture", "random"]),
 ]
 #: episode length of the ad hoc network in frames (the paper's 5 s test episode)
@@ -37,7 +40,8 @@ def preset_config(preset: str) -> dict:
     return cfg
 
 
-@register("quickstart", "classical schedulers on cellular-19-random and conflict-8, MF-TDMA "
+@register("quickstart", "classical schedulers and pretrained MAPPO on cellular-19-random and "
+          "conflict-8, MF-TDMA "
           "heuristics on adhoc-9-4:5-limited (3 loads)",
           preset_config)
 def quickstart(preset: str, run_dir, workers: int = 2, console: Console | None = None):

@@ -12,6 +12,16 @@ from pathlib import Path
 import yaml
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: mode of written files: what ``open()`` would give (mkstemp's temporary files are 0600)
+FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,6 +29,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), FILE_MODE)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,31 @@
+"""Atomic writes: the content lands whole, nothing temporary is left, and the file gets the
+mode a plain ``open()`` would give (not mkstemp's private 0600)."""
+import os
+
+import pytest
+
+from radiorl.runtime.files import atomic_write_bytes
+
+
+def test_atomic_write_content_mode_and_no_leftovers(tmp_path):
+    p = atomic_write_bytes(tmp_path / "a" / "x.bin", b"abc")
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"")                              # the mode open() gives under this umask
+    assert p.read_bytes() == b"abc"
+    assert sorted(f.name for f in p.parent.iterdir()) == ["x.bin"]
+    assert (p.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+    assert (p.stat().st_mode & 0o044) == (0o044 & ~_current_umask())
+
+
+def _current_umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    p = atomic_write_bytes(tmp_path / "x.bin", b"old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(p, "not bytes")                  # type: ignore[arg-type]
+    assert p.read_bytes() == b"old"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.bin"]
