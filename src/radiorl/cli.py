@@ -68,7 +68,9 @@ def scenarios():
         scen = sorted({a.split("_")[1] for a in available() if a.startswith(name + "_")})
         t.add_row(name, ", ".join(scen) or "(none shipped)", "local_obs", desc)
     t.add_row("mappo:<checkpoint.pt>", "conflict_graph, cellular", "local_obs",
-              "a MAPPO policy trained with `radiorl train mappo`")
+              "a MAPPO policy trained with `radiorl train mappo` (most likely actions)")
+    t.add_row("mappo-sampled:<checkpoint.pt>", "conflict_graph, cellular", "local_obs",
+              "the same, actions sampled from the stochastic policy")
     console.print(t)
 
 

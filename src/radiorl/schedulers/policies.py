@@ -265,8 +265,11 @@ _register_tdma()
 
 def make_policy(name: str, env=None):
     """Build the named policy (bound to ``env`` if given). ``mappo:<checkpoint.pt>`` loads a
-    trained MAPPO actor (checked against ``env``'s layout)."""
-    if isinstance(name, str) and (name.startswith("mappo:") or name in PRETRAINED):
+    trained MAPPO actor (checked against ``env``'s layout) that takes its most likely action
+    (deterministic execution, as the reference MAPPO evaluates); ``mappo-sampled:<checkpoint>``
+    samples its actions from the stochastic policy instead."""
+    if isinstance(name, str) and (name.startswith(("mappo:", "mappo-sampled:"))
+                                  or name in PRETRAINED):
         from radiorl.agents.mappo.policy import MAPPOPolicy   # learned policies: lazy import
         if name in PRETRAINED:
             if env is None:
@@ -276,11 +279,13 @@ def make_policy(name: str, env=None):
             path = pretrained_path(name, env.params.name)
         else:
             path = name.split(":", 1)[1]
-        pol = MAPPOPolicy.from_checkpoint(path, env)
+        pol = MAPPOPolicy.from_checkpoint(path, env,
+                                          greedy=not name.startswith("mappo-sampled:"))
         pol.name = name
         return pol.bind(env) if env is not None else pol
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; valid policies: {sorted(POLICIES)}, "
-                         f"{sorted(PRETRAINED)} or mappo:<checkpoint.pt>")
+                         f"{sorted(PRETRAINED)}, mappo:<checkpoint.pt> or "
+                         "mappo-sampled:<checkpoint.pt>")
     pol = POLICIES[name][0]()
     return pol.bind(env) if env is not None else pol

@@ -2,9 +2,11 @@
 ``radiorl simulate``: policy name ``mappo:<checkpoint.pt>``).
 
 Information: ``requires = {"local_obs"}`` — each agent sees only its aggregate observation
-``X_k`` (its own and its neighbours' local observations) and its own recurrent state. Actions
-are sampled from the trained stochastic policy (``greedy=True`` takes the most likely
-action instead).
+``X_k`` (its own and its neighbours' local observations) and its own recurrent state. By
+default each agent takes its most likely action (``greedy=True``, deterministic execution as in
+the reference MAPPO evaluation; measured: conflict-8 medium 2.10 vs 2.42 slots sampled,
+cellular-19-random medium 10.9 vs 12.5 ms); ``greedy=False`` (policy name
+``mappo-sampled:<checkpoint>``) samples from the trained stochastic policy.
 
 Execution runs the actor in numpy (:class:`NumpyActor`, the same arithmetic as the torch
 modules in float32, checked against them in the tests): at these sizes (a few dozen agents,
@@ -70,13 +72,13 @@ class MAPPOPolicy:
     requires = frozenset({"local_obs"})
     families = ("conflict_graph", "cellular")
 
-    def __init__(self, net: ActorCritic, layout: Layout, spec: ActionSpec, greedy: bool = False,
+    def __init__(self, net: ActorCritic, layout: Layout, spec: ActionSpec, greedy: bool = True,
                  name: str = "mappo"):
         self.net, self.layout, self.spec, self.greedy, self.name = net, layout, spec, greedy, name
         self.env = None
 
     @classmethod
-    def from_checkpoint(cls, path, env=None, greedy: bool = False) -> "MAPPOPolicy":
+    def from_checkpoint(cls, path, env=None, greedy: bool = True) -> "MAPPOPolicy":
         from radiorl.agents.mappo.train import MAPPOConfig, build, check_spec, load_checkpoint
         blob = load_checkpoint(path)
         cfg = MAPPOConfig.from_dict(blob["config"])

@@ -22,7 +22,8 @@ Our choices where the paper is silent (config values): ``envs = 16`` copies, PPO
 the ratio and the value, ``epochs = 5`` passes of ``minibatches = 4``, gradient-norm clip 10
 per member, ``queue_threshold = 50`` packets, normalizer statistics updated every
 ``norm_every = 4`` slots with the weight of past statistics capped at ``norm_window = 2e5``
-samples (they track the shrinking queues of a learning policy), periodic evaluation with the sampled policy on a fixed seed,
+samples (they track the shrinking queues of a learning policy), periodic evaluation
+(deterministic actions, ``eval_greedy``) on a fixed seed,
 ``threads = 0`` (torch's default thread count; tests and workers use 1), ``lr_schedule =
 "constant"`` (Table II; ``"linear"`` anneals the rate to 0 over the run, which steadies late
 training with Adam 1e-3).
@@ -77,6 +78,7 @@ class MAPPOConfig:
     eval_every: int = 5
     eval_slots: int = 2000
     eval_seed: int = 12345
+    eval_greedy: bool = True
     checkpoint_every: int = 5
     norm_every: int = 4
     norm_window: float | None = 200_000.0
@@ -380,11 +382,12 @@ def make_optimizer(net: ActorCritic, cfg: MAPPOConfig):
 
 
 def evaluate_policy(net, layout, spec, scenario, load, cfg, slots, seed) -> dict:
-    """Mean delay and reward of the sampled policy on one copy (no termination)."""
+    """Mean delay and reward of the policy on one copy (no termination); deterministic
+    (most likely actions) if ``cfg.eval_greedy``, else sampled."""
     from radiorl.agents.mappo.policy import MAPPOPolicy
     from radiorl.evaluation.runner import rollout
     env = make_train_env(scenario, load, cfg, 1, slots, threshold=False)
-    pol = MAPPOPolicy(net, layout, spec)
+    pol = MAPPOPolicy(net, layout, spec, greedy=cfg.eval_greedy)
     m, t_act = rollout(env, pol, seed, slots)
     row = m.summary(env.slot_ms)[0]
     return {"eval_mean_delay": float(row["mean_delay"]),
