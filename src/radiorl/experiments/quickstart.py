@@ -2,10 +2,10 @@
 next to the shipped pretrained MAPPO policies.
 
 ``quick`` (≤ 5 minutes on 2 cores): LLQ, Fair-ITLinQ, FP, WMMSE and the pretrained shared
-MAPPO policy on ``cellular-19-random``, and GMS, LLQ, Q-CSMA and pretrained shared MAPPO on
-``conflict-8`` (both policies trained at the medium load by the README's commands, tested at
-every load), light/medium/heavy, one seed, 2,000 slots per
-episode (40 s of network time for the cellular network); the MF-TDMA request heuristics on
+MAPPO policy on ``cellular-19-random``; GMS, LLQ, Q-CSMA and the pretrained shared and separate
+MAPPO policies on ``conflict-8`` (all pretrained policies were trained at the medium load by
+the README's commands and are tested at every load); light/medium/heavy, one seed, 2,000 slots
+per episode (40 s of network time for the cellular network); the MF-TDMA request heuristics on
 ``adhoc-9-4:5-limited`` (1,000-frame = 5 s test episodes). ``paper``: 5,000-slot episodes
 (the paper's test length) and 3 seeds.
 """
@@ -24,7 +24,7 @@ PRESETS = {
 
 PARTS = [
     ("cellular-19-random", ["llq", "fair-itlinq", "fp", "wmmse", "mappo-shared"]),
-    ("conflict-8", ["gms", "llq", "qcsma", "mappo-shared"]),
+    ("conflict-8", ["gms", "llq", "qcsma", "mappo-shared", "mappo-separate"]),
     ("adhoc-9-4:5-limited", ["equal", "proportional", "load-aware", "mixture", "random"]),
 ]
 #: episode length of the ad hoc network in frames (the paper's 5 s test episode)
