@@ -15,7 +15,7 @@ from radiorl.schedulers.policies import make_policy
 torch.set_num_threads(1)
 
 SHIPPED = [("mappo-shared", "conflict-8"), ("mappo-separate", "conflict-8"),
-           ("mappo-shared", "cellular-19-random")]
+           ("mappo-shared", "cellular-19-random"), ("mappo-shared", "cellular-19-hex")]
 
 
 @pytest.mark.parametrize("name, scenario", SHIPPED)
@@ -31,7 +31,7 @@ def test_shipped_checkpoint_is_small_and_matches_its_name(name, scenario):
 
 @pytest.mark.parametrize("name, scenario, baseline", [
     ("mappo-shared", "conflict-8", "random"), ("mappo-separate", "conflict-8", "random"),
-    ("mappo-shared", "cellular-19-random", "llq")])
+    ("mappo-shared", "cellular-19-random", "llq"), ("mappo-shared", "cellular-19-hex", "llq")])
 def test_shipped_policy_beats_a_simple_baseline(name, scenario, baseline):
     slots = 500
     env = make_env(scenario, "medium", 4, episode_slots=slots)
