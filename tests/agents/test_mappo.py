@@ -385,3 +385,15 @@ def test_policy_names_choose_deterministic_or_sampled_execution(tmp_path):
     ps_, s1 = acts(f"mappo-sampled:{ck}", 1)
     _, s2 = acts(f"mappo-sampled:{ck}", 2)
     assert not ps_.greedy and not np.array_equal(s1, s2)
+
+
+def test_same_seed_same_training_run(tmp_path):
+    cfg = dict(envs=2, episode_slots=2000, rollout_slots=16, episodes=2, lr=1e-3,
+               optimizer="adam", epochs=1, seq_len=16, eval_every=2, eval_slots=30, threads=1)
+    runs = [train("conflict-8", "medium", MAPPOConfig(**cfg, seed=s), tmp_path / f"r{i}",
+                  show_progress=False) for i, s in enumerate((5, 5, 6))]
+    keys = ("train_reward", "policy_loss", "value_loss", "eval_mean_delay")
+    hist = [[tuple(h.get(k) for k in keys) for h in r["history"]] for r in runs]
+    assert hist[0] == hist[1] and hist[0] != hist[2]
+    w = [load_checkpoint(r["checkpoint"])["model"] for r in runs]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])

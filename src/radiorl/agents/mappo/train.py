@@ -419,6 +419,7 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
                          10 ** 9 if persistent else cfg.episode_slots)
     carry = {} if persistent else None
     spec = ActionSpec.of(env)
+    torch.manual_seed(cfg.seed)                  # seeded initial weights: same seed, same run
     net, layout = build(spec, cfg)
     opt = make_optimizer(net, cfg)
     start, history = 0, []
