@@ -21,9 +21,10 @@ Trained policies come from a model store shared by the experiments of one output
 load, mode, training config) and reused. Presets:
 
 * ``quick``: one model per scenario and mode at the medium load, tested at every load; one
-  seed, 2,000-slot test episodes. The shipped pretrained policies (``radiorl/pretrained``:
-  ``conflict-8`` and ``cellular-19-random``, medium load, made by the README's training
-  commands) are used where they exist; the other models are trained with a short budget
+  seed, 2,000-slot test episodes. The shipped pretrained policies (``radiorl/pretrained``,
+  medium load, made by the README's training commands: ``conflict-8`` shared and separate,
+  ``cellular-19-random`` and ``cellular-19-hex`` shared) are used where they exist; the other
+  models are trained with a short budget
   (Adam 1e-3, 16 copies updated every 64 slots; conflict graph 150 updates = 154k slots,
   cellular 60 updates = 61k slots), so their numbers are what such a budget gives, not
   converged policies.
