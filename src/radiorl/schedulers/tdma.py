@@ -21,12 +21,14 @@ Randomness comes from the policy's own generator seeded in ``reset`` (paired eva
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from radiorl.envs.base import check_number, check_requires
 
 
-class RequestPolicy:
+class RequestPolicy(ABC):
     """Base class of the request heuristics (Policy contract of :mod:`radiorl.envs.base`)."""
 
     name = "request"
@@ -59,8 +61,9 @@ class RequestPolicy:
         req, ps = self._act(obs, info, ps)
         return np.clip(req, 0, self.max_request).astype(np.int64), ps
 
-    def _act(self, obs, info, ps):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _act(self, obs, info, ps):
+        """Requests ``[B, K]`` (before clipping to ``[0, max_request]``) and the policy state."""
 
 
 class EqualShare(RequestPolicy):
