@@ -119,11 +119,25 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
                                         "episode [default: 5000, ad hoc 1000]"),
              workers: int = typer.Option(2, help="parallel worker processes"),
              out: str = typer.Option("runs", help="root folder of run directories"),
+             sampler: str = typer.Option(None, help="[macdmp planners] ddpm | ddim | dpm1 | "
+                                         "dpm2 [the model's default]"),
+             sample_steps: int = typer.Option(None, help="[macdmp planners] solver steps "
+                                              "(ddim/dpm; ddpm runs all K)"),
+             guidance: float = typer.Option(None, help="[macdmp planners] guidance scale zeta"),
+             warm_start: int = typer.Option(None, help="[macdmp planners] re-noise the "
+                                            "previous plan to step k0 and denoise from there"),
              reference_compat: bool = typer.Option(False, help="public-code conventions")):
-    """Paired evaluation of several policies; writes runs/evaluate/<timestamp>/."""
+    """Paired evaluation of several policies; writes runs/evaluate/<timestamp>/.
+
+    Trained planners: --policies macdmp:<planner.pt>; their settings come from --sampler,
+    --sample-steps, --guidance, --warm-start or per policy as
+    macdmp:<planner.pt>?sampler=dpm1&sample_steps=10."""
     from radiorl.evaluation.report import print_table, write_evaluation
     from radiorl.evaluation.runner import evaluate as _evaluate
     from radiorl.runtime.files import make_run_dir
+    policies = ",".join(_with_planner_options(_split(policies), sampler=sampler,
+                                              sample_steps=sample_steps, guidance=guidance,
+                                              warm_start=warm_start))
     seed_list = _ints(seeds, "seeds")
     if slots is None:
         slots = _default_episode(scenario)
@@ -141,6 +155,26 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
     summary = write_evaluation(run_dir, rows, delays, title=scenario)
     print_table(summary, title=scenario)
     console.print(f"results in [bold]{run_dir}[/bold]")
+
+
+def _with_planner_options(policies: list[str], **opts) -> list[str]:
+    """Append the given planner options to every ``macdmp:`` policy (options already in a
+    policy's ``?key=value`` part win)."""
+    given = {k: v for k, v in opts.items() if v is not None}
+    if not given:
+        return policies
+    if not any(p.startswith("macdmp:") for p in policies):
+        _fail("--" + "/--".join(k.replace("_", "-") for k in given) + " apply to diffusion "
+              "planners; add a macdmp:<planner.pt> policy")
+    out = []
+    for p in policies:
+        if p.startswith("macdmp:"):
+            path, _, query = p.partition("?")
+            have = {q.split("=", 1)[0].replace("-", "_") for q in query.split("&") if q}
+            extra = [f"{k}={v}" for k, v in given.items() if k not in have]
+            p = path + "?" + "&".join([q for q in query.split("&") if q] + extra)
+        out.append(p)
+    return out
 
 
 @app.command()
@@ -196,34 +230,61 @@ def _config_overrides(cls, items: list[str]) -> dict:
     return out
 
 
+TRAINERS = ("mappo", "macdmp")
+
+
 @app.command()
-def train(algo: str = typer.Argument(..., help="mappo"),
-          scenario: str = typer.Option(..., help="conflict-8, cellular-19-hex, "
+def train(algo: str = typer.Argument(..., help="mappo | macdmp"),
+          scenario: str = typer.Option(None, help="[mappo] conflict-8, cellular-19-hex, "
                                        "cellular-19-random, ..."),
-          load: str = typer.Option("medium", help="light|medium|heavy or a number"),
-          mode: str = typer.Option("shared", help="shared | separate"),
-          episodes: int = typer.Option(None, help="training iterations (each: --envs copies x "
-                                       "--episode-slots slots)"),
-          envs: int = typer.Option(None, help="environment copies per iteration [16]"),
-          episode_slots: int = typer.Option(None, help="slots per training episode [2000]"),
-          rollout_slots: int = typer.Option(None, help="slots per copy between updates "
+          dataset: str = typer.Option(None, help="[macdmp] offline dataset (radiorl collect)"),
+          preset: str = typer.Option(None, help="[macdmp] paper (default) | quick | realtime"),
+          horizon: int = typer.Option(None, help="[macdmp] planning horizon H (frames) [8]"),
+          steps: int = typer.Option(None, help="[macdmp] diffusion steps K [100]"),
+          guidance: float = typer.Option(None, help="[macdmp] default guidance scale zeta "
+                                         "[0.1]"),
+          no_mean_field: bool = typer.Option(False, "--no-mean-field",
+                                             help="[macdmp] the ablation MA-CDMP w/o MF"),
+          epochs: int = typer.Option(None, help="[macdmp] epochs [100]"),
+          load: str = typer.Option("medium", help="[mappo] light|medium|heavy or a number"),
+          mode: str = typer.Option("shared", help="[mappo] shared | separate"),
+          episodes: int = typer.Option(None, help="[mappo] training iterations (each: --envs "
+                                       "copies x --episode-slots slots)"),
+          envs: int = typer.Option(None, help="[mappo] environment copies per iteration [16]"),
+          episode_slots: int = typer.Option(None, help="[mappo] slots per training episode "
+                                            "[2000]"),
+          rollout_slots: int = typer.Option(None, help="[mappo] slots per copy between updates "
                                             "[= episode slots]; smaller: several updates per "
                                             "episode, copies persist across updates"),
-          lr: float = typer.Option(None, help="learning rate [1e-4, Table II]"),
-          optimizer: str = typer.Option(None, help="rmsprop (Table II) | adam"),
-          rnn: str = typer.Option(None, help="lstm | gru"),
+          lr: float = typer.Option(None, help="learning rate [mappo 1e-4 (Table II); macdmp "
+                                   "2e-4]"),
+          optimizer: str = typer.Option(None, help="[mappo] rmsprop (Table II) | adam"),
+          rnn: str = typer.Option(None, help="[mappo] lstm | gru"),
           seed: int = typer.Option(0, help="training seed"),
-          set_: list[str] = typer.Option(None, "--set", help="any other MAPPOConfig field, "
-                                         "KEY=VALUE (repeatable), e.g. --set epochs=2"),
+          set_: list[str] = typer.Option(None, "--set", help="any other config field "
+                                         "(MAPPOConfig / MACDMPConfig), KEY=VALUE (repeatable), "
+                                         "e.g. --set epochs=2"),
           out: str = typer.Option("runs", help="root folder of run directories"),
           resume: str = typer.Option(None, help="checkpoint or run folder to continue")):
-    """Train a learned allocator (MAPPO); writes runs/train-mappo/<timestamp>/ (checkpoints,
-    training.csv, TensorBoard logs in tb/, figures/training_curve.png)."""
+    """Train a learned allocator: MAPPO on a simulated network, or MA-CDMP on an offline
+    dataset; writes runs/train-<algo>/<timestamp>/ (checkpoints, training.csv, TensorBoard
+    logs in tb/, figures/training_curve.png)."""
     from pathlib import Path
+    if algo not in TRAINERS:
+        _fail(f"unknown algorithm {algo!r}; available: {list(TRAINERS)}")
+    if resume is not None and not Path(resume).exists():
+        _fail(f"--resume: {resume} does not exist (a checkpoint .pt or a run folder with "
+              "checkpoints/last.pt)")
+    if algo == "macdmp":
+        _train_macdmp(dataset, preset, horizon, steps, guidance, no_mean_field, epochs, lr, seed,
+                      set_ or [], out, resume, scenario)
+        return
+    if dataset is not None or preset is not None:
+        _fail("--dataset and --preset are MA-CDMP options (radiorl train macdmp)")
+    if scenario is None:
+        _fail("radiorl train mappo needs --scenario (e.g. conflict-8)")
     from radiorl.agents.mappo import MAPPOConfig, train as _train
     from radiorl.runtime.files import make_run_dir
-    if algo != "mappo":
-        _fail(f"unknown algorithm {algo!r}; available: ['mappo']")
     kw = {k: v for k, v in dict(mode=mode, episodes=episodes, envs=envs,
                                 episode_slots=episode_slots, rollout_slots=rollout_slots,
                                 lr=lr, optimizer=optimizer,
@@ -237,9 +298,6 @@ def train(algo: str = typer.Argument(..., help="mappo"),
         if sc.family not in ("conflict_graph", "cellular"):
             raise ValueError(f"MAPPO trains on conflict-graph and cellular scenarios, not on "
                              f"{scenario} ({sc.family})")
-        if resume is not None and not Path(resume).exists():
-            raise ValueError(f"--resume: {resume} does not exist (a checkpoint .pt or a run "
-                             "folder with checkpoints/last.pt)")
         run_dir = Path(resume) if resume is not None and Path(resume).is_dir() else \
             make_run_dir("train-mappo", out, {"scenario": scenario, "load": load,
                                               **cfg.to_dict()})
@@ -251,6 +309,44 @@ def train(algo: str = typer.Argument(..., help="mappo"),
                   f"{last.get('eval_mean_delay', float('nan')):.3f}; policy: "
                   f"[bold]{res['checkpoint']}[/bold] (use it as --policies "
                   f"mappo:{res['checkpoint']})")
+
+
+def _train_macdmp(dataset, preset, horizon, steps, guidance, no_mean_field, epochs, lr, seed,
+                  set_items, out, resume, scenario) -> None:
+    from pathlib import Path
+    from radiorl.agents.macdmp import MACDMPConfig, train as _train
+    from radiorl.agents.macdmp.model import preset_config
+    from radiorl.runtime.files import make_run_dir
+    if scenario is not None:
+        _fail("MA-CDMP trains on an offline dataset: use --dataset (radiorl collect makes one), "
+              "not --scenario")
+    if dataset is None:
+        _fail("radiorl train macdmp needs --dataset (e.g. datasets/adhoc-quick.h5 from "
+              "`radiorl collect --preset quick`)")
+    try:
+        kw = dict(horizon=horizon, diffusion_steps=steps, guidance=guidance, epochs=epochs,
+                  lr=lr, seed=seed)
+        if no_mean_field:
+            kw["mean_field"] = False
+        kw.update(_config_overrides(MACDMPConfig, set_items))
+        cfg = preset_config(preset or "paper", **kw)
+        if not Path(dataset).is_file():
+            raise ValueError(f"--dataset: {dataset} does not exist (make one with "
+                             "`radiorl collect --preset quick`)")
+        from radiorl.agents.macdmp.train import open_training_data
+        open_training_data(dataset, cfg)          # layout and horizon checked before any work
+        run_dir = Path(resume) if resume is not None and Path(resume).is_dir() else \
+            make_run_dir("train-macdmp", out, {"dataset": str(dataset),
+                                               "preset": preset or "paper", **cfg.to_dict()})
+        res = _train(dataset, cfg, run_dir, resume=resume, log=console.print)
+    except ValueError as e:
+        _fail(str(e))
+    last = res["history"][-1]
+    msg = ", ".join(f"{k} {last[k]:.4f}" for k in ("valid_diffusion", "valid_value",
+                                                    "valid_inverse") if k in last)
+    console.print(f"trained {cfg.epochs} epochs x {cfg.steps_per_epoch} steps ({msg}); planner: "
+                  f"[bold]{res['checkpoint']}[/bold] (use it as --policies "
+                  f"macdmp:{res['checkpoint']})")
 
 
 @app.command()

@@ -263,29 +263,72 @@ def _register_tdma():
 _register_tdma()
 
 
+#: learned policies given by a checkpoint path: ``prefix:<checkpoint.pt>`` → the module and
+#: class that load it (imported only when such a name is used; schedulers never depend on agents)
+LEARNED = {
+    "mappo": ("radiorl.agents.mappo.policy", "MAPPOPolicy", {"greedy": True}),
+    "mappo-sampled": ("radiorl.agents.mappo.policy", "MAPPOPolicy", {"greedy": False}),
+    "macdmp": ("radiorl.agents.macdmp.planner", "MACDMPPolicy", {}),
+}
+
+
+def parse_learned(name: str) -> tuple[str, str, dict] | None:
+    """``"macdmp:run/planner.pt?sampler=dpm1&sample_steps=10"`` → ``("macdmp",
+    "run/planner.pt", {"sampler": "dpm1", "steps": 10})``; ``None`` for other names.
+    Options after ``?`` are ``key=value`` pairs joined by ``&`` (YAML scalars)."""
+    if not isinstance(name, str) or ":" not in name:
+        return None
+    prefix, rest = name.split(":", 1)
+    if prefix not in LEARNED:
+        return None
+    path, _, query = rest.partition("?")
+    opts = {}
+    if query:
+        import yaml
+        for item in query.split("&"):
+            key, sep, val = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"policy {name!r}: options after '?' must be key=value pairs "
+                                 f"joined by '&', got {item!r}")
+            key = key.strip().replace("-", "_")
+            if key == "sample_steps":
+                key = "steps"
+            opts[key] = yaml.safe_load(val)
+    if not path:
+        raise ValueError(f"policy {name!r}: expected {prefix}:<checkpoint.pt>")
+    return prefix, path, opts
+
+
 def make_policy(name: str, env=None):
-    """Build the named policy (bound to ``env`` if given). ``mappo:<checkpoint.pt>`` loads a
-    trained MAPPO actor (checked against ``env``'s layout) that takes its most likely action
-    (deterministic execution, as the reference MAPPO evaluates); ``mappo-sampled:<checkpoint>``
-    samples its actions from the stochastic policy instead."""
-    if isinstance(name, str) and (name.startswith(("mappo:", "mappo-sampled:"))
-                                  or name in PRETRAINED):
-        from radiorl.agents.mappo.policy import MAPPOPolicy   # learned policies: lazy import
+    """Build the named policy (bound to ``env`` if given).
+
+    Learned policies (see :data:`LEARNED`): ``mappo:<checkpoint.pt>`` loads a trained MAPPO
+    actor (checked against ``env``'s layout) that takes its most likely action (deterministic
+    execution, as the reference MAPPO evaluates); ``mappo-sampled:<checkpoint>`` samples its
+    actions from the stochastic policy instead; ``macdmp:<planner.pt>[?key=value&...]`` is a
+    trained MA-CDMP planner, the options being planner settings (``sampler``,
+    ``sample_steps``, ``guidance``, ``warm_start``, ...)."""
+    import importlib
+    learned = parse_learned(name)
+    if learned is not None or name in PRETRAINED:
         if name in PRETRAINED:
             if env is None:
                 raise ValueError(f"policy {name!r} needs the network to pick its pretrained "
                                  "checkpoint")
             from radiorl.pretrained import pretrained_path
-            path = pretrained_path(name, env.params.name)
+            prefix, path, opts = "mappo", pretrained_path(name, env.params.name), {}
         else:
-            path = name.split(":", 1)[1]
-        pol = MAPPOPolicy.from_checkpoint(path, env,
-                                          greedy=not name.startswith("mappo-sampled:"))
+            prefix, path, opts = learned
+        module, cls_name, fixed = LEARNED[prefix]
+        cls = getattr(importlib.import_module(module), cls_name)
+        if opts and prefix != "macdmp":
+            raise ValueError(f"policy {name!r}: {prefix} policies take no options after '?'")
+        pol = cls.from_checkpoint(path, env, **fixed, **opts)
         pol.name = name
         return pol.bind(env) if env is not None else pol
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; valid policies: {sorted(POLICIES)}, "
-                         f"{sorted(PRETRAINED)}, mappo:<checkpoint.pt> or "
-                         "mappo-sampled:<checkpoint.pt>")
+                         f"{sorted(PRETRAINED)}, or a trained checkpoint: "
+                         + ", ".join(f"{p}:<checkpoint.pt>" for p in LEARNED))
     pol = POLICIES[name][0]()
     return pol.bind(env) if env is not None else pol

@@ -44,6 +44,8 @@ from radiorl.agents.mappo.model import (ActionSpec, ActorCritic, Layout, env_act
 from radiorl.envs.base import check_number
 from radiorl.envs.scenarios import get_scenario
 from radiorl.nn import clip_grad_norm_per_member
+from radiorl.runtime.checkpoints import load_checkpoint as _load_blob
+from radiorl.runtime.checkpoints import save_checkpoint as _save_blob
 
 CHECKPOINT_VERSION = 1
 
@@ -166,32 +168,17 @@ def member_masks(spec: ActionSpec, layout: Layout, batch: int) -> torch.Tensor:
 def save_checkpoint(path, net, opt, cfg: MAPPOConfig, spec: ActionSpec, scenario: str, load,
                     episode: int, history: list) -> Path:
     """Atomic ``torch.save`` of plain tensors/containers (loadable with ``weights_only``)."""
-    from radiorl.runtime.files import atomic_write_bytes
-    import io
-    blob = {"version": CHECKPOINT_VERSION, "algo": "mappo", "config": cfg.to_dict(),
-            "spec": spec.to_dict(), "scenario": scenario, "load": str(load),
-            "episode": int(episode), "model": net.state_dict(),
-            "optimizer": opt.state_dict() if opt is not None else None,
-            "history": json.dumps(history)}
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return _save_blob(path, {
+        "version": CHECKPOINT_VERSION, "algo": "mappo", "config": cfg.to_dict(),
+        "spec": spec.to_dict(), "scenario": scenario, "load": str(load),
+        "episode": int(episode), "model": net.state_dict(),
+        "optimizer": opt.state_dict() if opt is not None else None,
+        "history": json.dumps(history)})
 
 
 def load_checkpoint(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:                                        # noqa: BLE001
-        raise ValueError(f"checkpoint {path} is not a readable radiorl checkpoint ({e})") from None
-    if not isinstance(blob, dict) or blob.get("algo") != "mappo":
-        raise ValueError(f"checkpoint {path} is not a MAPPO checkpoint")
-    if blob.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} has version {blob.get('version')}, expected "
-                         f"{CHECKPOINT_VERSION}")
-    return blob
+    """A MAPPO checkpoint, loaded with ``weights_only=True`` (clear error otherwise)."""
+    return _load_blob(path, "mappo", CHECKPOINT_VERSION, "MAPPO")
 
 
 def check_spec(blob: dict, spec: ActionSpec, where: str, shared: bool = False) -> None:

@@ -1,0 +1,229 @@
+"""Receding-horizon execution of MA-CDMP (Zhang et al., Algorithm 2) as a Policy.
+
+Every frame, every agent ``i``:
+
+1. reads its own observation ``o_t`` and receives its 1-hop neighbours' current observations,
+   whose mean is ``ō_t`` (eq. 11; the env's ``mf_obs``, handed over only through the
+   ``mean_field_obs`` item of the information contract — the planner never sees other
+   agents' observations, positions or queues);
+2. samples a plan ``[x, x̄]`` of ``H`` frames from the noise model, with the first position
+   clamped to the normalized ``[o_t, ō_t]`` at **every** denoising step (inpainting) and, with
+   guidance scale ``ζ > 0``, each step's mean shifted by ``ζ Σ_k ∇J`` (eq. 20; DDIM/DPM-Solver:
+   the equivalent noise correction);
+3. requests ``a_t = f_φ(o_t, ô_{t+1})`` RBs, ``ô_{t+1}`` being the plan's second observation
+   (eq. 18), and discards the rest of the plan (re-planning every frame).
+
+All agents of all copies are planned in one batched call (parameter sharing); each agent's
+plan depends only on its own ``(o_t, ō_t)`` and its own rows of the noise draws, so batching is
+only a speed device: an agent's request is unchanged when any non-neighbour changes.
+
+Planner settings (:class:`PlannerSettings`; defaults from the model's config):
+``sampler`` ``ddpm|ddim|dpm1|dpm2`` and ``steps``; ``guidance`` ζ and ``guide_stop`` (no
+guidance at ``k <= guide_stop``); ``guide_last`` (guide only the steps with
+``k <= guide_last``: cheap guidance for the real-time mode); ``clip_x0``; ``candidates``
+(plans sampled per agent, the one with the highest ``J`` executed, as Diffuser does;
+1 = the paper's single plan); ``warm_start`` ``k0`` (the previous plan, shifted one frame, is
+re-noised to step ``k0`` and denoised from there instead of from pure noise; the first frame
+starts cold); ``jit`` (trace the denoiser with TorchScript for a faster small-batch forward).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from radiorl.agents.macdmp.model import OBS_DIM, MACDMPModel, check_sampler
+from radiorl.diffusion import Inpaint, sample, value_guide
+from radiorl.envs.base import check_number
+from radiorl.schedulers.tdma import RequestPolicy
+
+
+@dataclass
+class PlannerSettings:
+    """How plans are sampled at execution time (see the module docstring)."""
+
+    sampler: str = "ddpm"
+    steps: int | None = None
+    guidance: float = 0.1
+    guide_stop: int = 2
+    guide_last: int | None = None
+    clip_x0: float | None = 1.0
+    candidates: int = 1
+    warm_start: int | None = None
+    jit: bool = True
+
+    @classmethod
+    def from_model(cls, model: MACDMPModel, **overrides) -> "PlannerSettings":
+        c = model.cfg
+        s = cls(sampler=c.sampler, steps=c.sample_steps, guidance=c.guidance,
+                guide_stop=c.guide_stop, clip_x0=c.clip_x0, candidates=c.candidates,
+                guide_last=c.guide_last, warm_start=c.warm_start)
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(overrides) - names)
+        if bad:
+            raise ValueError(f"unknown planner settings {bad}; valid: {sorted(names)}")
+        s = replace(s, **{k: v for k, v in overrides.items() if v is not None or k in
+                          ("steps", "guide_last", "warm_start", "clip_x0")})
+        return s.validate(c.diffusion_steps)
+
+    def validate(self, K: int) -> "PlannerSettings":
+        check_sampler(self.sampler, self.steps, K, "sampler", "sample_steps")
+        check_number("guidance", self.guidance, low=0)
+        check_number("guide_stop", self.guide_stop, low=0, high=K, integer=True)
+        check_number("guide_last", self.guide_last, low=1, high=K, integer=True, allow_none=True)
+        check_number("clip_x0", self.clip_x0, low=0, low_open=True, allow_none=True)
+        check_number("candidates", self.candidates, low=1, high=1024, integer=True)
+        check_number("warm_start", self.warm_start, low=1, high=K, integer=True,
+                     allow_none=True)
+        if self.warm_start is not None and self.sampler == "ddpm" and self.steps not in (None, K):
+            raise ValueError("warm_start with the ddpm sampler runs every step below k0; leave "
+                             "sample_steps unset")
+        if not isinstance(self.jit, bool):
+            raise ValueError(f"jit must be true or false, got {self.jit!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Planner:
+    """Batched MA-CDMP planning for ``M`` agents (see the module docstring)."""
+
+    def __init__(self, model: MACDMPModel, settings: PlannerSettings | None = None):
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.settings = (settings or PlannerSettings.from_model(model)).validate(
+            model.cfg.diffusion_steps)
+        self.cfg = model.cfg
+        self._eps = None
+
+    def _eps_model(self, example: torch.Tensor):
+        if self._eps is None:
+            if self.settings.jit:
+                k = torch.ones(example.shape[0], dtype=torch.int64)
+                with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")      # trace deprecation / shape notes
+                    traced = torch.jit.trace(self.model.eps_model, (example, k),
+                                             check_trace=False)
+                    self._eps = torch.jit.freeze(traced.eval())
+            else:
+                self._eps = self.model.eps_model
+        return self._eps
+
+    def _guide(self):
+        s = self.settings
+        if s.guidance <= 0:
+            return None
+        base = value_guide(self.model.value_model)
+        if s.guide_last is None:
+            return base
+        last = int(s.guide_last)
+
+        def guide(x, k):
+            if int(k.reshape(-1)[0]) > last:
+                return torch.zeros_like(x)
+            return base(x, k)
+        return guide
+
+    def normalized_condition(self, obs: np.ndarray, mf_obs: np.ndarray | None) -> torch.Tensor:
+        """Raw ``obs`` (and ``mf_obs``) ``[M, 4]`` → the clamped first position ``[M, C]``."""
+        o = torch.as_tensor(self.model.normalizer.normalize(np.asarray(obs, np.float32)),
+                            dtype=torch.float32)
+        if not self.cfg.mean_field:
+            return o
+        if mf_obs is None:
+            raise ValueError("this planner uses the mean field: mf_obs is required")
+        m = torch.as_tensor(self.model.normalizer.normalize(np.asarray(mf_obs, np.float32)),
+                            dtype=torch.float32)
+        return torch.cat([o, m], dim=-1)
+
+    @torch.no_grad()
+    def plan(self, obs: np.ndarray, mf_obs: np.ndarray | None, generator: torch.Generator,
+             previous: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """Plan for ``M`` agents: raw ``obs``/``mf_obs`` ``[M, 4]``; ``previous`` plans
+        ``[M, H, C]`` (normalized) for the warm start. Returns ``(requests int64 [M], plans
+        [M, H, C])``."""
+        s, cfg = self.settings, self.cfg
+        first = self.normalized_condition(obs, mf_obs)                       # [M, C]
+        M, C, H = first.shape[0], cfg.channels, cfg.horizon
+        n = s.candidates
+        if n > 1:
+            first = first.repeat_interleave(n, dim=0)
+        B = first.shape[0]
+        values = torch.zeros(B, H, C)
+        values[:, 0] = first
+        mask = torch.zeros(1, H, C, dtype=torch.bool)
+        mask[:, 0] = True
+        x_start = start_k = None
+        if s.warm_start is not None and previous is not None and previous.shape[0] * n == B:
+            prev = previous.repeat_interleave(n, dim=0) if n > 1 else previous
+            x_start = torch.cat([prev[:, 1:], prev[:, -1:]], dim=1)
+            start_k = int(s.warm_start)
+        eps = self._eps_model(values)
+        steps = s.steps if s.sampler != "ddpm" else None
+        if start_k is not None and s.sampler != "ddpm" and steps is not None:
+            steps = max(1, min(steps, start_k))
+        x0 = sample(eps, self.model.schedule, shape=(B, H, C), method=s.sampler, steps=steps,
+                    inpaint=Inpaint(mask, values), guide=self._guide(),
+                    guidance_scale=float(s.guidance), guide_stop=int(s.guide_stop),
+                    clip_x0=s.clip_x0, x_start=x_start, start_k=start_k, generator=generator)
+        if n > 1:
+            with torch.enable_grad():
+                score = self.model.value(x0, torch.zeros(B, dtype=torch.int64)).detach()
+            best = score.view(M, n).argmax(dim=1)
+            x0 = x0.view(M, n, H, C)[torch.arange(M), best]
+        a = self.model.inverse_actions(x0[:, 0, :OBS_DIM], x0[:, 1, :OBS_DIM])
+        return a.numpy().astype(np.int64), x0
+
+
+class MACDMPPolicy(RequestPolicy):
+    """A trained MA-CDMP planner as a :class:`~radiorl.envs.base.Policy` for the ad hoc
+    network (policy name ``macdmp:<checkpoint.pt>``; see the module docstring).
+
+    ``requires``: ``local_obs`` and ``mean_field_obs`` (without mean field: ``local_obs``).
+    """
+
+    name = "macdmp"
+    requires = frozenset({"local_obs", "mean_field_obs"})
+
+    def __init__(self, model: MACDMPModel, settings: PlannerSettings | None = None):
+        super().__init__()
+        self.planner = Planner(model, settings)
+        self.model = model
+        self.requires = frozenset({"local_obs", "mean_field_obs"} if model.cfg.mean_field
+                                  else {"local_obs"})
+
+    @classmethod
+    def from_checkpoint(cls, path, env=None, **settings) -> "MACDMPPolicy":
+        from radiorl.agents.macdmp.model import load_model
+        model, _ = load_model(path)
+        pol = cls(model, PlannerSettings.from_model(model, **settings))
+        if env is not None:
+            pol.bind(env)
+        return pol
+
+    def bind(self, env) -> "MACDMPPolicy":
+        super().bind(env)
+        if env.params.max_request != self.model.max_request:
+            raise ValueError(f"planner was trained with max_request = {self.model.max_request} "
+                             f"RBs, the network {env.params.name} has max_request = "
+                             f"{env.params.max_request}")
+        return self
+
+    def reset(self, env, batch: int, seed: int | None = 0):
+        self.bind(env)
+        self.generator = torch.Generator().manual_seed(int(seed or 0))
+        return {"plans": None}
+
+    def _act(self, obs, info, ps):
+        o = np.asarray(info["obs"], np.float32)
+        B, N, _ = o.shape
+        mf = np.asarray(info["mf_obs"], np.float32).reshape(B * N, OBS_DIM) \
+            if self.model.cfg.mean_field else None
+        with torch.inference_mode(False):
+            req, plans = self.planner.plan(o.reshape(B * N, OBS_DIM), mf, self.generator,
+                                           ps.get("plans") if ps else None)
+        return req.reshape(B, N), {"plans": plans}

@@ -1,0 +1,17 @@
+"""Shared diffusion core: noise schedules, forward noising, samplers, guidance, inpainting.
+
+* :mod:`.schedules` -- :class:`NoiseSchedule` (cosine / linear / VP tables over k = 0..K,
+  ``q_sample``).
+* :mod:`.samplers` -- :func:`sample` (ancestral DDPM, DDIM, DPM-Solver 1 and ++(2M)),
+  :class:`Inpaint`, :func:`timestep_grid`.
+* :mod:`.guidance` -- :func:`value_guide` (classifier guidance from a value model) and
+  :func:`classifier_free` (one batched forward for both halves).
+
+Agents (MA-CDMP, MA-Diffuser, MA-DD, MADiff) assemble their planners from these pieces.
+"""
+from radiorl.diffusion.guidance import classifier_free, value_guide
+from radiorl.diffusion.samplers import METHODS, PREDICTIONS, Inpaint, sample, timestep_grid
+from radiorl.diffusion.schedules import SCHEDULES, NoiseSchedule
+
+__all__ = ["SCHEDULES", "NoiseSchedule", "METHODS", "PREDICTIONS", "Inpaint", "sample",
+           "timestep_grid", "value_guide", "classifier_free"]
