@@ -13,7 +13,7 @@ def register(name: str, description: str, config):
 
 
 def get_experiment(name: str):
-    from radiorl.experiments import marl_multicell, quickstart  # noqa: F401  (registers them)
+    from radiorl.experiments import ma_cdmp, marl_multicell, quickstart  # noqa: F401
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; valid experiments: {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]

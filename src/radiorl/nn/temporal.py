@@ -286,6 +286,58 @@ class StepConditionEmbedding(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# convolutions with a GEMM path for small inputs
+#
+# oneDNN (mkldnn), PyTorch's CPU convolution backend, has a fixed cost of ~30-70 us per call
+# and is very slow on length-1/2 sequences with many channels (measured, 1 thread: [256, 128, 1]
+# k=5 1.5 ms vs 0.28 ms as one matrix product). A planner runs a few agents through a U-Net
+# whose deepest levels are 1-2 frames long, so below ``GEMM_MAX_ROWS`` output rows
+# (``batch x length``) or at length <= 2 these modules compute the convolution as
+# im2col + one matrix product (same parameters and same result up to float rounding; tested),
+# and use the library convolution otherwise.
+
+#: Largest ``batch x output length`` computed with the GEMM path (length <= 2 always uses it).
+GEMM_MAX_ROWS = 1024
+
+
+class Conv1d(nn.Conv1d):
+    """:class:`torch.nn.Conv1d` (zero padding, dilation 1, groups 1) with a GEMM path for
+    small inputs (see :data:`GEMM_MAX_ROWS`). ``[B, C_in, T] -> [B, C_out, T_out]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, T = x.shape
+        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        t_out = (T + 2 * p - k) // s + 1
+        if B * t_out > GEMM_MAX_ROWS and t_out > 2:
+            return super().forward(x)
+        xp = F.pad(x, (p, p)) if p else x
+        cols = xp.unfold(2, k, s).permute(0, 2, 1, 3).reshape(B * t_out, C * k)
+        w = self.weight.reshape(self.out_channels, C * k)
+        y = torch.addmm(self.bias, cols, w.t()) if self.bias is not None else cols @ w.t()
+        return y.view(B, t_out, self.out_channels).permute(0, 2, 1)
+
+
+class ConvTranspose1d(nn.ConvTranspose1d):
+    """:class:`torch.nn.ConvTranspose1d` (no output padding, dilation 1, groups 1) with a GEMM
+    path for small inputs: every input frame's contribution ``x_t^T W`` ``[C_out, K]`` is one
+    matrix product, then overlap-added with :func:`torch.nn.functional.fold`."""
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        B, C, T = x.shape
+        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        full = (T - 1) * s + k
+        if output_size is not None or B * full > GEMM_MAX_ROWS:
+            return super().forward(x, output_size)
+        co = self.out_channels
+        z = x.permute(0, 2, 1).reshape(B * T, C) @ self.weight.reshape(C, co * k)
+        z = z.view(B, T, co * k).permute(0, 2, 1)                      # [B, co*k, T]
+        y = F.fold(z, (1, full), (1, k), stride=(1, s)).view(B, co, full)
+        if p:
+            y = y[:, :, p:full - p]
+        return y + self.bias.view(1, co, 1) if self.bias is not None else y
+
+
+# ---------------------------------------------------------------------------------------------
 # blocks (channels-first)
 
 class Conv1dBlock(nn.Module):
@@ -302,7 +354,7 @@ class Conv1dBlock(nn.Module):
         self.in_ch = _check_int("in_ch", in_ch, 1)
         self.out_ch = _check_int("out_ch", out_ch, 1)
         k = _check_kernel(kernel_size)
-        self.conv = nn.Conv1d(in_ch, out_ch, k, padding=k // 2)
+        self.conv = Conv1d(in_ch, out_ch, k, padding=k // 2)
         self.norm = nn.GroupNorm(group_count(out_ch, groups), out_ch)
         self.act = nn.Mish()
 
@@ -334,7 +386,7 @@ class ResidualTemporalBlock(nn.Module):
         self.block1 = Conv1dBlock(in_ch, out_ch, kernel_size, groups)
         self.block2 = Conv1dBlock(out_ch, out_ch, kernel_size, groups)
         self.emb_proj = nn.Sequential(nn.Mish(), nn.Linear(embed_dim, out_ch))
-        self.residual = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.residual = Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         xs, es = _shape(x), _shape(emb)
@@ -349,11 +401,11 @@ class ResidualTemporalBlock(nn.Module):
 
 
 def _downsample(ch: int) -> nn.Module:
-    return nn.Conv1d(ch, ch, 3, stride=2, padding=1)
+    return Conv1d(ch, ch, 3, stride=2, padding=1)
 
 
 def _upsample(ch: int) -> nn.Module:
-    return nn.ConvTranspose1d(ch, ch, 4, stride=2, padding=1)
+    return ConvTranspose1d(ch, ch, 4, stride=2, padding=1)
 
 
 def _pad_time(h: torch.Tensor, padded: int) -> torch.Tensor:
@@ -420,7 +472,7 @@ class TemporalUNet(nn.Module):
             ResidualTemporalBlock(chans[i + 1] + chans[i], chans[i], E, ks, g)
             for i in reversed(range(levels - 1)))
         self.final_block = Conv1dBlock(chans[0], chans[0], ks, g)
-        self.final_conv = nn.Conv1d(chans[0], self.out_channels, 1)
+        self.final_conv = Conv1d(chans[0], self.out_channels, 1)
 
     def padded_horizon(self, horizon: int) -> int:
         """Length the time axis is end-padded to: next multiple of ``2^(len(dim_mults)-1)``."""

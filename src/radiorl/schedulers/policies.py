@@ -307,7 +307,8 @@ def make_policy(name: str, env=None):
     execution, as the reference MAPPO evaluates); ``mappo-sampled:<checkpoint>`` samples its
     actions from the stochastic policy instead; ``macdmp:<planner.pt>[?key=value&...]`` is a
     trained MA-CDMP planner, the options being planner settings (``sampler``,
-    ``sample_steps``, ``guidance``, ``warm_start``, ...)."""
+    ``sample_steps``, ``guidance``, ``warm_start``, ...). ``mixture:<ε>`` is the offline
+    dataset's behaviour policy with random-request probability ``ε``."""
     import importlib
     learned = parse_learned(name)
     if learned is not None or name in PRETRAINED:
@@ -324,6 +325,15 @@ def make_policy(name: str, env=None):
         if opts and prefix != "macdmp":
             raise ValueError(f"policy {name!r}: {prefix} policies take no options after '?'")
         pol = cls.from_checkpoint(path, env, **fixed, **opts)
+        pol.name = name
+        return pol.bind(env) if env is not None else pol
+    if isinstance(name, str) and name.startswith("mixture:"):
+        from radiorl.schedulers.tdma import Mixture
+        try:
+            eps = float(name.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"policy {name!r}: expected mixture:<epsilon in [0, 1]>") from None
+        pol = Mixture(epsilon=eps)
         pol.name = name
         return pol.bind(env) if env is not None else pol
     if name not in POLICIES:

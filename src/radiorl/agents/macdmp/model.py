@@ -21,6 +21,17 @@ One parameter set is shared by all (homogeneous) agents; agents are folded into 
 - **Without mean field** (``mean_field=False``, the ablation MA-CDMP w/o MF): the same model
   with ``C = 4`` (no ``x̄``).
 
+**Parameterization** (``prediction``): the network's output is the clean trajectory ``x_0``
+(``"x0"``, default; Diffuser's locomotion setting) or the noise ``ε`` (``"epsilon"``, eq. 19
+as written). The two are the same model up to the loss weighting over ``k``
+(``x̂_0 = (x_k − √(1−ᾱ_k) ε̂)/√ᾱ_k``), but on this data they plan very differently: a noise
+model trained for 3,000 steps barely uses the clamped current observation at high noise
+(its ``x̂_0`` of the next frame is 10–16 packets off at ``k = 80``, where the data move about
+1 packet per frame), so its plans jump and the inverse model turns them into poor requests
+(−22.2 mean reward on ``adhoc-8-2:6``, 10-step DPM-Solver); the ``x_0`` model trained the same
+way plans consistent next frames (−3.2 on the training run's evaluation episode).
+Pitfall 1 of ``specs/diffusion-planning.md`` names this fix.
+
 Our choices where the paper is silent (all :class:`MACDMPConfig` fields; see
 ``specs/diffusion-planning.md``): horizon ``H = 8``; cosine schedule with ``K = 100``
 (paper: K = 100 for Fig. 9); U-Net width ``dim = 16`` with ``dim_mults = (1, 2, 4, 8)``
@@ -56,6 +67,7 @@ class MACDMPConfig:
     horizon: int = 8
     diffusion_steps: int = 100
     schedule: str = "cosine"
+    prediction: str = "x0"
     mean_field: bool = True
     denoiser: str = "unet"
     value_net: str = "unet"
@@ -102,6 +114,8 @@ class MACDMPConfig:
         check_number("diffusion_steps", self.diffusion_steps, low=1, high=10_000, integer=True)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.prediction not in ("epsilon", "x0"):
+            raise ValueError(f"prediction must be 'epsilon' or 'x0', got {self.prediction!r}")
         if not isinstance(self.mean_field, bool):
             raise ValueError(f"mean_field must be true or false, got {self.mean_field!r}")
         if self.denoiser not in ("unet", "mlp"):
@@ -185,8 +199,8 @@ class MACDMPConfig:
 
 #: Fields that define the networks: a checkpoint can only be resumed / loaded into a model
 #: built with the same values.
-ARCHITECTURE_FIELDS = ("horizon", "diffusion_steps", "schedule", "mean_field", "denoiser",
-                       "value_net", "dim", "dim_mults", "mlp_hidden", "mlp_layers",
+ARCHITECTURE_FIELDS = ("horizon", "diffusion_steps", "schedule", "prediction", "mean_field",
+                       "denoiser", "value_net", "dim", "dim_mults", "mlp_hidden", "mlp_layers",
                        "inverse_hidden", "inverse_loss", "normalizer")
 
 
@@ -274,8 +288,9 @@ class MACDMPModel(nn.Module):
         noise = torch.randn(traj.shape, generator=generator, dtype=traj.dtype)
         xk = self.schedule.q_sample(traj, k, noise)
         xk = torch.cat([traj[:, :1], xk[:, 1:]], dim=1)
-        eps = self.eps_model(xk, k)
-        l_eps = ((eps[:, 1:] - noise[:, 1:]) ** 2).mean()
+        out = self.eps_model(xk, k)
+        target = noise if cfg.prediction == "epsilon" else traj
+        l_eps = ((out[:, 1:] - target[:, 1:]) ** 2).mean()
         l_val = ((self.value_model(xk, k) - y) ** 2).mean()
         w = cfg.loss_weights
         total = w[0] * l_inv + w[1] * l_eps + w[2] * l_val

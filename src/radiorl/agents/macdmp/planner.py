@@ -167,6 +167,7 @@ class Planner:
         if start_k is not None and s.sampler != "ddpm" and steps is not None:
             steps = max(1, min(steps, start_k))
         x0 = sample(eps, self.model.schedule, shape=(B, H, C), method=s.sampler, steps=steps,
+                    prediction=cfg.prediction,
                     inpaint=Inpaint(mask, values), guide=self._guide(),
                     guidance_scale=float(s.guidance), guide_stop=int(s.guide_stop),
                     clip_x0=s.clip_x0, x_start=x_start, start_k=start_k, generator=generator)

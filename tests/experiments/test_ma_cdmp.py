@@ -1,0 +1,95 @@
+"""MA-CDMP experiments on a tiny preset: every figure writes its CSV, PNG and report, models
+and data are shared through the store, and the CLI runs them."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from radiorl.experiments import ma_cdmp
+from radiorl.experiments.registry import get_experiment
+
+torch.set_num_threads(1)
+
+TINY = {
+    "dataset": {"preset": "quick", "episodes": 8, "frames": 60},
+    "train": dict(epochs=1, steps_per_epoch=3, dim=8, dim_mults=(1, 2), batch_size=16,
+                  mlp_hidden=32, mlp_layers=1, inverse_hidden=(32,), valid_batches=1),
+    "eval": dict(frames=12, seeds=[0, 1], sampler="dpm1", sample_steps=2),
+    "fig6_scenarios": ["adhoc-8-2:6", "adhoc-12"],
+    "horizons": [4, 6],
+    "guidance": [0.0, 0.1],
+    "steps": [100, 3],
+    "scaling_nodes": [9, 30],
+    "scaling_frames": 4,
+    "realtime_scenarios": ["adhoc-8-2:6"],
+}
+
+
+@pytest.fixture()
+def tiny(monkeypatch):
+    monkeypatch.setitem(ma_cdmp.PRESETS, "quick", TINY)
+    monkeypatch.setattr(ma_cdmp, "PAPER_SCENARIOS", ["adhoc-8-2:6"])
+
+
+def _rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def test_fig6_fig8_share_data_and_models(tiny, tmp_path):
+    fn, _, _ = get_experiment("ma-cdmp-fig6")
+    run = tmp_path / "ma-cdmp-fig6" / "a"
+    (run / "figures").mkdir(parents=True)
+    summary = fn("quick", run, workers=1)
+    pols = {s["policy"] for s in summary}
+    assert {"MA-CDMP", "MA-CDMP w/o MF", "behaviour ε=0", "load-aware"} <= pols
+    assert {s["scenario"] for s in summary} == {"adhoc-8-2:6", "adhoc-12"}
+    rows = _rows(run / "fig6.csv")
+    assert len(rows) == 2 * len(pols) * 2                   # scenarios x policies x seeds
+    assert (run / "figures" / "fig6_reward.png").is_file()
+    report = (run / "report.md").read_text()
+    assert "Quality target" in report and "beats w/o MF" in report
+    store = tmp_path / "ma-cdmp-models" / "quick"
+    models = sorted(p.name for p in store.iterdir())
+    assert len(models) == 2 and len(list((tmp_path / "ma-cdmp-data").glob("*.h5"))) == 1
+    stamp = {p: (p / "checkpoints" / "planner.pt").stat().st_mtime for p in store.iterdir()}
+    fn8, _, _ = get_experiment("ma-cdmp-fig8")
+    run8 = tmp_path / "ma-cdmp-fig8" / "a"
+    (run8 / "figures").mkdir(parents=True)
+    s8 = fn8("quick", run8, workers=1)
+    assert {s["policy"] for s in s8} == {"ζ=0", "ζ=0.1"}
+    assert (run8 / "figures" / "fig8_guidance.png").is_file()
+    # the base model was reused, not retrained
+    assert sorted(p.name for p in store.iterdir()) == models
+    assert all((p / "checkpoints" / "planner.pt").stat().st_mtime == t for p, t in stamp.items())
+
+
+def test_fig7_fig9_scaling_realtime(tiny, tmp_path):
+    for name, png in [("ma-cdmp-fig7", "fig7_horizon.png"), ("ma-cdmp-fig9", "fig9_steps.png"),
+                      ("ma-cdmp-scaling", "scaling_latency.png"),
+                      ("ma-cdmp-realtime", None)]:
+        fn, _, _ = get_experiment(name)
+        run = tmp_path / name / "a"
+        (run / "figures").mkdir(parents=True)
+        summary = fn("quick", run, workers=1)
+        assert summary, name
+        assert (run / "report.md").is_file()
+        if png:
+            assert (run / "figures" / png).is_file(), name
+    s7 = _rows(tmp_path / "ma-cdmp-fig7" / "a" / "fig7_summary.csv")
+    assert {r["policy"] for r in s7} == {"H=4", "H=6"}
+    s9 = _rows(tmp_path / "ma-cdmp-fig9" / "a" / "fig9_summary.csv")
+    assert {r["policy"] for r in s9} == {"K=100 (DDPM)", "K=3 (DPM-Solver-1)"}
+    t = {r["policy"]: float(r["ms_per_decision"]) for r in s9}
+    assert t["K=100 (DDPM)"] > t["K=3 (DPM-Solver-1)"]      # fewer steps, less time
+    sc = _rows(tmp_path / "ma-cdmp-scaling" / "a" / "scaling_summary.csv")
+    assert {r["scenario"] for r in sc} == {"adhoc-9-4:5", "adhoc-30"}
+    rt = (tmp_path / "ma-cdmp-realtime" / "a" / "report.md").read_text()
+    assert "real-time" in rt and "ms per frame" in rt
+
+
+def test_unknown_preset_is_refused():
+    _, _, config = get_experiment("ma-cdmp-fig6")
+    with pytest.raises(ValueError, match="unknown preset"):
+        config("fast")
