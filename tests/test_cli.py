@@ -83,3 +83,57 @@ def test_adhoc_scenarios_listed_and_simulated():
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["simulate", "--scenario", "adhoc-9-4:5", "--policy", "gms"])
     assert r.exit_code == 2 and "conflict_graph" in r.output
+
+
+def test_train_macdmp_then_evaluate_the_planner(tmp_path):
+    """`radiorl collect` → `radiorl train macdmp` → `radiorl evaluate` with planner options,
+    then `--resume` of the finished run and the bad-input errors, all as a user types them."""
+    ds = tmp_path / "d.h5"
+    r = runner.invoke(app, ["collect", "--episodes", "8", "--frames", "40", "--workers", "1",
+                            "--out", str(ds)])
+    assert r.exit_code == 0, r.output
+    tiny = ["--set", "dim=8", "--set", "dim_mults=[1,2]", "--set", "batch_size=16",
+            "--set", "steps_per_epoch=3", "--set", "inverse_hidden=[16]",
+            "--set", "valid_batches=1"]
+    r = runner.invoke(app, ["train", "macdmp", "--dataset", str(ds), "--horizon", "4",
+                            "--steps", "20", "--guidance", "0.05", "--epochs", "1",
+                            "--out", str(tmp_path / "runs"), *tiny])
+    assert r.exit_code == 0, r.output
+    run = next((tmp_path / "runs" / "train-macdmp").iterdir())
+    ck = run / "checkpoints" / "planner.pt"
+    assert ck.is_file() and (run / "training.csv").is_file() and (run / "tb").is_dir()
+    r = runner.invoke(app, ["evaluate", "--scenario", "adhoc-9-4:5-limited", "--policies",
+                            f"load-aware,macdmp:{ck}", "--loads", "medium", "--seeds", "0",
+                            "--slots", "15", "--workers", "1", "--sampler", "dpm2",
+                            "--sample-steps", "3", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    ev = next((tmp_path / "evaluate").iterdir())
+    import yaml
+    pols = yaml.safe_load((ev / "config.yaml").read_text())["policies"]
+    assert pols[1] == f"macdmp:{ck}?sampler=dpm2&sample_steps=3"
+    # resume a finished run for one more epoch
+    r = runner.invoke(app, ["train", "macdmp", "--dataset", str(ds), "--horizon", "4",
+                            "--steps", "20", "--epochs", "2", "--resume", str(run), *tiny])
+    assert r.exit_code == 0, r.output
+    assert "resumed" in r.output
+    # bad input: clear errors before any work
+    cases = [
+        (["train", "macdmp", "--dataset", str(ds), "--horizon", "41"], "longer than the"),
+        (["train", "macdmp", "--dataset", str(ds), "--steps", "0"], "diffusion_steps"),
+        (["train", "macdmp", "--dataset", str(tmp_path / "none.h5")], "does not exist"),
+        (["train", "macdmp"], "needs --dataset"),
+        (["train", "macdmp", "--dataset", str(ds), "--set", "sampler=euler"], "sampler"),
+        (["train", "macdmp", "--dataset", str(ds), "--horizon", "6", "--resume", str(run)],
+         "horizon"),
+        (["train", "sac", "--dataset", str(ds)], "unknown algorithm"),
+        (["evaluate", "--scenario", "adhoc-8-2:6", "--policies", f"macdmp:{ck}",
+          "--sampler", "heun"], "sampler must be one of"),
+        (["evaluate", "--scenario", "adhoc-8-2:6", "--policies", f"macdmp:{ck}",
+          "--sampler", "dpm1", "--sample-steps", "0"], "sample_steps"),
+        (["evaluate", "--scenario", "adhoc-8-2:6", "--policies", "equal",
+          "--sampler", "dpm1"], "diffusion planners"),
+    ]
+    for args, msg in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert msg in " ".join(r.output.split()), (args, r.output)

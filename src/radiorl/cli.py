@@ -71,6 +71,11 @@ def scenarios():
               "a MAPPO policy trained with `radiorl train mappo` (most likely actions)")
     t.add_row("mappo-sampled:<checkpoint.pt>", "conflict_graph, cellular", "local_obs",
               "the same, actions sampled from the stochastic policy")
+    t.add_row("macdmp:<planner.pt>[?k=v&...]", "adhoc", "local_obs, mean_field_obs",
+              "an MA-CDMP planner trained with `radiorl train macdmp`; options: sampler, "
+              "sample_steps, guidance, warm_start, candidates, guide_last, clip_x0")
+    t.add_row("mixture:<eps>", "adhoc", "local_obs, local_traffic",
+              "the offline dataset's behaviour policy with random-request probability eps")
     console.print(t)
 
 

@@ -406,3 +406,36 @@ def test_unet_forward_shape_errors():
         J(x, k)
     with pytest.raises(ValueError, match=r"got \(3, 6, 3\)"):
         J(torch.zeros(3, 6, 3), k, c)
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p", [(8, 16, 5, 1, 2), (16, 16, 3, 2, 1), (4, 32, 1, 1, 0)])
+@pytest.mark.parametrize("B,T", [(3, 8), (2, 1), (300, 8), (9, 2)])
+def test_gemm_conv1d_equals_the_library_convolution(cin, cout, k, s, p, B, T):
+    """Small inputs take the im2col + GEMM path, large ones the library path; both give
+    F.conv1d's values and gradients (same parameters)."""
+    from radiorl.nn.temporal import Conv1d
+    torch.manual_seed(0)
+    conv = Conv1d(cin, cout, k, stride=s, padding=p)
+    x = torch.randn(B, cin, T, requires_grad=True)
+    y = conv(x)
+    ref = torch.nn.functional.conv1d(x, conv.weight, conv.bias, stride=s, padding=p)
+    assert torch.allclose(y, ref, atol=1e-5)
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad((y * g).sum(), (x, conv.weight))
+    rx, rw = torch.autograd.grad((ref * g).sum(), (x, conv.weight))
+    assert torch.allclose(gx, rx, atol=1e-4) and torch.allclose(gw, rw, atol=1e-3)
+
+
+@pytest.mark.parametrize("B,T", [(3, 4), (2, 1), (500, 4)])
+def test_gemm_conv_transpose_equals_the_library_convolution(B, T):
+    from radiorl.nn.temporal import ConvTranspose1d
+    torch.manual_seed(1)
+    ct = ConvTranspose1d(16, 12, 4, stride=2, padding=1)
+    x = torch.randn(B, 16, T, requires_grad=True)
+    y = ct(x)
+    ref = torch.nn.functional.conv_transpose1d(x, ct.weight, ct.bias, stride=2, padding=1)
+    assert y.shape == ref.shape == (B, 12, 2 * T)
+    assert torch.allclose(y, ref, atol=1e-5)
+    g = torch.randn_like(y)
+    assert torch.allclose(torch.autograd.grad((y * g).sum(), x)[0],
+                          torch.autograd.grad((ref * g).sum(), x)[0], atol=1e-4)

@@ -10,7 +10,8 @@ For the window starting at frame ``t`` of a trajectory:
 - ``xbar`` float32 ``[H, 4]``: ``mf_obs[t:t+H]`` normalized with the **obs** normalizer (both
   normalizer kinds are affine, so this equals the mean of the neighbours' normalized obs;
   pitfall 4);
-- ``actions`` int64 ``[H]`` (requested RBs, raw); ``rewards`` float32 ``[H]`` (raw, −ms);
+- ``actions`` int64 ``[H]`` (requested RBs, raw), ``grants`` int64 ``[H]`` (RBs received);
+  ``rewards`` float32 ``[H]`` (raw, −ms);
 - ``y`` = ``Σ_{k=0}^{H−1} γ^k r[t+k]`` (MA-CDMP eq. 14: the discounted return of the window,
   not a return-to-go to the episode end);
 - ``y_scaled`` = ``y / return_scale``. With ``return_scale="auto"`` the scale is
@@ -119,7 +120,8 @@ class WindowDataset:
     def batch(self, indices) -> dict[str, np.ndarray]:
         """Stack the windows ``indices`` (int array ``[B]``, each in ``[0, W)``):
 
-        ``x``, ``xbar`` float32 ``[B, H, 4]``; ``actions`` int64 ``[B, H]``; ``rewards`` float32
+        ``x``, ``xbar`` float32 ``[B, H, 4]``; ``actions`` (requests) and ``grants`` (RBs
+        received) int64 ``[B, H]``; ``rewards`` float32
         ``[B, H]``; ``y``, ``y_scaled`` float32 ``[B]``; ``trajectory``, ``t``, ``row`` int64
         ``[B]`` (trajectory, start frame within it, start row in the frame arrays).
         """
@@ -134,6 +136,7 @@ class WindowDataset:
             "x": self._x[rows],
             "xbar": self._xbar[rows],
             "actions": ds.actions[rows].astype(np.int64),
+            "grants": ds.grants[rows].astype(np.int64),
             "rewards": ds.rewards[rows],
             "y": self.y[idx].astype(np.float32),
             "y_scaled": self.y_scaled[idx].astype(np.float32),

@@ -77,6 +77,7 @@ class MACDMPConfig:
     mlp_layers: int = 3
     inverse_hidden: tuple = (256, 256)
     inverse_loss: str = "mse"
+    inverse_target: str = "request"
     normalizer: str = "limits"
     gamma: float = 0.99
     # training (paper: 100 epochs x 1,000 steps)
@@ -134,6 +135,9 @@ class MACDMPConfig:
                                     for h in (self.inverse_hidden or ()))
         if self.inverse_loss not in ("mse", "ce"):
             raise ValueError(f"inverse_loss must be 'mse' or 'ce', got {self.inverse_loss!r}")
+        if self.inverse_target not in ("request", "grant"):
+            raise ValueError(f"inverse_target must be 'request' or 'grant', got "
+                             f"{self.inverse_target!r}")
         if self.normalizer not in ("limits", "gaussian"):
             raise ValueError(f"normalizer must be 'limits' or 'gaussian', got "
                              f"{self.normalizer!r}")
@@ -201,7 +205,7 @@ class MACDMPConfig:
 #: built with the same values.
 ARCHITECTURE_FIELDS = ("horizon", "diffusion_steps", "schedule", "prediction", "mean_field",
                        "denoiser", "value_net", "dim", "dim_mults", "mlp_hidden", "mlp_layers",
-                       "inverse_hidden", "inverse_loss", "normalizer")
+                       "inverse_hidden", "inverse_loss", "inverse_target", "normalizer")
 
 
 def check_sampler(sampler: str, steps, K: int, name: str = "sampler",
@@ -273,7 +277,7 @@ class MACDMPModel(nn.Module):
         cfg = self.cfg
         x = torch.as_tensor(batch["x"])
         traj = torch.cat([x, torch.as_tensor(batch["xbar"])], -1) if cfg.mean_field else x
-        a = torch.as_tensor(batch["actions"])
+        a = torch.as_tensor(batch["actions" if cfg.inverse_target == "request" else "grants"])
         y = torch.as_tensor(batch["y_scaled"], dtype=traj.dtype)
         B, H, C = traj.shape
         # inverse dynamics on every (o_t, o_{t+1}) pair of the window

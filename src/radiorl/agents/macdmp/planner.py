@@ -60,6 +60,11 @@ class PlannerSettings:
         s = cls(sampler=c.sampler, steps=c.sample_steps, guidance=c.guidance,
                 guide_stop=c.guide_stop, clip_x0=c.clip_x0, candidates=c.candidates,
                 guide_last=c.guide_last, warm_start=c.warm_start)
+        if "sampler" in overrides and "steps" not in overrides and \
+                overrides["sampler"] != c.sampler:
+            # another sampler without a step count: DDPM runs all K steps; the others keep
+            # the model's step count if it had one, else visit every level
+            s.steps = None if overrides["sampler"] == "ddpm" or c.sampler == "ddpm" else s.steps
         names = {f.name for f in fields(cls)}
         bad = sorted(set(overrides) - names)
         if bad:
