@@ -21,6 +21,8 @@ TINY = {
     "horizons": [4, 6],
     "guidance": [0.0, 0.1],
     "steps": [100, 3],
+    "fig9_scenarios": ["adhoc-8-2:6"],
+    "fig9_frames": 12,
     "scaling_nodes": [9, 30],
     "scaling_frames": 4,
     "realtime_scenarios": ["adhoc-8-2:6"],

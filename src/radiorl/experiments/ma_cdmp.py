@@ -27,8 +27,8 @@ Presets:
 
 * ``quick``: the 32-trajectory dataset; models trained 4 epochs x 500 steps (2,000 steps,
   1/50 of the paper's budget); 300-frame test episodes planned with 10 steps of first-order
-  DPM-Solver (so the sweep finishes in minutes; the faithful K = 100 DDPM planner is used in
-  ``paper``).
+  DPM-Solver (the faithful K = 100 DDPM planner is used in ``paper``; Fig. 9 runs it on two
+  scenarios with 200-frame episodes). Timed decisions share the 2 cores with a second worker.
 * ``paper``: the 1,000-trajectory dataset; 100 epochs x 1,000 steps; 1,000-frame (5 s) test
   episodes with the faithful planner (K = 100 DDPM, classifier guidance).
 
@@ -60,6 +60,8 @@ PRESETS = {
         "train": dict(epochs=4, steps_per_epoch=500),
         "eval": dict(frames=300, seeds=[0, 1, 2], sampler="dpm1", sample_steps=10),
         "fig6_scenarios": PAPER_SCENARIOS + ["adhoc-12", "adhoc-16"],
+        "fig9_scenarios": PAPER_SCENARIOS[:2],
+        "fig9_frames": 200,
         "horizons": [4, 8, 16],
         "guidance": [0.0, 0.001, 0.01, 0.1],
         "steps": [100, 20, 10, 5],
@@ -72,6 +74,8 @@ PRESETS = {
         "train": dict(epochs=100, steps_per_epoch=1000),
         "eval": dict(frames=1000, seeds=[0, 1, 2], sampler="ddpm", sample_steps=None),
         "fig6_scenarios": PAPER_SCENARIOS + ["adhoc-12", "adhoc-16", "adhoc-25"],
+        "fig9_scenarios": PAPER_SCENARIOS,
+        "fig9_frames": 1000,
         "horizons": [4, 8, 16, 32],
         "guidance": [0.0, 0.01, 0.1, 1.0, 10.0],
         "steps": [100, 50, 20, 10, 5, 3],
@@ -345,7 +349,7 @@ def fig9(preset, run_dir, workers=2, console=None):
         st = dict(sampler="ddpm") if n == 100 else dict(sampler="dpm1", sample_steps=n)
         pols[f"K={n}" + (" (DDPM)" if n == 100 else " (DPM-Solver-1)")] = \
             planner_name(models["macdmp"], **st)
-    rows = run_policies(PAPER_SCENARIOS, pols, preset, workers)
+    rows = run_policies(cfg["fig9_scenarios"], pols, preset, workers, frames=cfg["fig9_frames"])
     summary = _summary(rows)
     md = _md_table(summary, "Fig. 9: diffusion steps (DPM-Solver-1 from the K = 100 model)",
                    list(pols))
@@ -372,7 +376,7 @@ def scaling(preset, run_dir, workers=2, console=None):
     rows = []
     for n in cfg["scaling_nodes"]:
         sc = "adhoc-9-4:5" if n == 9 else f"adhoc-{n}"
-        pols = {"MA-CDMP (faithful)": planner_name(models["macdmp"], **_eval_settings(preset)),
+        pols = {"MA-CDMP (U-Net)": planner_name(models["macdmp"], **_eval_settings(preset)),
                 "MA-CDMP (real-time)": planner_name(models["macdmp-realtime"]),
                 "load-aware": "load-aware", "proportional": "proportional"}
         r = run_policies([sc], pols, preset, workers=1, frames=cfg["scaling_frames"],
@@ -385,11 +389,12 @@ def scaling(preset, run_dir, workers=2, console=None):
     for s in summary:
         s["nodes"] = next(r["nodes"] for r in rows if r["scenario"] == s["scenario"])
         s["ms_per_agent"] = s["ms_per_decision"] / s["nodes"]
-    md = _md_table(summary, "Scaling: QoS and decision time (one seed)",
-                   ["MA-CDMP (faithful)", "MA-CDMP (real-time)", "load-aware", "proportional"])
+    md = _md_table(summary, f"Scaling: QoS and decision time (one seed; U-Net planner: "
+                            f"{_sampler_text(preset)})",
+                   ["MA-CDMP (U-Net)", "MA-CDMP (real-time)", "load-aware", "proportional"])
     md += "\n| nodes | planner | ms per frame (all agents) | ms per agent | vs 9 nodes |\n" \
           "|---|---|---|---|---|\n"
-    for lab in ("MA-CDMP (faithful)", "MA-CDMP (real-time)"):
+    for lab in ("MA-CDMP (U-Net)", "MA-CDMP (real-time)"):
         base = next(s["ms_per_agent"] for s in summary if s["policy"] == lab and
                     s["nodes"] == cfg["scaling_nodes"][0])
         for s in sorted((s for s in summary if s["policy"] == lab), key=lambda s: s["nodes"]):
@@ -399,10 +404,16 @@ def scaling(preset, run_dir, workers=2, console=None):
     ns = cfg["scaling_nodes"]
     series = {lab: ([next(s["ms_per_agent"] for s in summary if s["policy"] == lab and
                           s["nodes"] == n) for n in ns], [0.0] * len(ns))
-              for lab in ("MA-CDMP (faithful)", "MA-CDMP (real-time)")}
+              for lab in ("MA-CDMP (U-Net)", "MA-CDMP (real-time)")}
     _plot(Path(run_dir) / "figures" / "scaling_latency.png", ns, series, "nodes",
           "decision time per agent (ms)", "per-agent decision cost", logx=True)
     return summary
+
+
+def _sampler_text(preset: str) -> str:
+    ev = PRESETS[preset]["eval"]
+    return ("K = 100 DDPM with guidance" if ev["sampler"] == "ddpm" else
+            f"{ev['sampler']} x {ev['sample_steps']} steps with guidance")
 
 
 def _realtime_overrides() -> dict:
@@ -417,16 +428,18 @@ def realtime(preset, run_dir, workers=2, console=None):
     cfg = PRESETS[preset]
     models = get_models({"macdmp": {}, "macdmp-realtime": _realtime_overrides()}, preset,
                         run_dir, workers, console)
-    pols = {"MA-CDMP (faithful)": planner_name(models["macdmp"], **_eval_settings(preset)),
-            "MA-CDMP (real-time)": planner_name(models["macdmp-realtime"])}
+    pols = {"MA-CDMP (U-Net)": planner_name(models["macdmp"], **_eval_settings(preset)),
+            "MA-CDMP (real-time)": planner_name(models["macdmp-realtime"]),
+            "MA-CDMP (real-time, warm start k0=30)": planner_name(models["macdmp-realtime"],
+                                                                  warm_start=30)}
     rows = run_policies(cfg["realtime_scenarios"], pols, preset, workers=1)
     summary = _summary(rows)
-    md = _md_table(summary, "Real-time vs faithful planner (ms / frame: all agents, one core)",
-                   list(pols))
-    f = _mean_over(rows, "MA-CDMP (faithful)")[0]
+    md = _md_table(summary, f"Real-time vs U-Net planner ({_sampler_text(preset)}; ms / frame: "
+                            "all agents, one core)", list(pols))
+    f = _mean_over(rows, "MA-CDMP (U-Net)")[0]
     r = _mean_over(rows, "MA-CDMP (real-time)")[0]
     t = max(s["ms_per_decision"] for s in summary if s["policy"] == "MA-CDMP (real-time)")
-    md += (f"\nMean reward faithful {f:.2f}, real-time {r:.2f} "
+    md += (f"\nMean reward U-Net planner {f:.2f}, real-time {r:.2f} "
            f"({100 * (r - f) / abs(f) if f else 0:+.1f} %); slowest real-time scenario "
            f"{t:.2f} ms per frame (target ≤ 5 ms, ≤ 5 % lower reward).\n")
     _write(run_dir, "realtime", rows, summary, md, console)
