@@ -29,3 +29,16 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
         atomic_write_bytes(p, "not bytes")                  # type: ignore[arg-type]
     assert p.read_bytes() == b"old"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["x.bin"]
+
+
+def test_write_csv_numbers_read_back_as_numbers(tmp_path):
+    """numpy scalars are written as plain numbers (numpy 2's repr is 'np.float64(...)')."""
+    import csv
+
+    import numpy as np
+
+    from radiorl.runtime.files import write_csv
+    p = write_csv(tmp_path / "r.csv", [{"a": np.float64(-1.2345678), "b": np.float32(0.5),
+                                        "c": np.int64(3), "d": 2.0, "e": "x"}])
+    row = next(csv.DictReader(open(p)))
+    assert row == {"a": "-1.234568", "b": "0.5", "c": "3", "d": "2.0", "e": "x"}

@@ -61,7 +61,8 @@ def write_csv(path, rows: list[dict], columns: list[str] | None = None) -> Path:
 
 
 def _fmt(v):
-    if isinstance(v, float):
+    if isinstance(v, float):            # also numpy floats (repr would be 'np.float64(...)')
+        v = float(v)
         return repr(round(v, 6)) if abs(v) < 1e15 else repr(v)
     return v
 
