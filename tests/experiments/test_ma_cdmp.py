@@ -26,6 +26,7 @@ TINY = {
     "scaling_nodes": [9, 30],
     "scaling_frames": 4,
     "realtime_scenarios": ["adhoc-8-2:6"],
+    "realtime_frames": 6,
 }
 
 
