@@ -244,7 +244,7 @@ def train(algo: str = typer.Argument(..., help="mappo | macdmp"),
                                        "cellular-19-random, ..."),
           dataset: str = typer.Option(None, help="[macdmp] offline dataset (radiorl collect)"),
           preset: str = typer.Option(None, help="[macdmp] paper (default) | quick | realtime"),
-          horizon: int = typer.Option(None, help="[macdmp] planning horizon H (frames) [8]"),
+          horizon: int = typer.Option(None, help="[macdmp] planning horizon H (frames) [16]"),
           steps: int = typer.Option(None, help="[macdmp] diffusion steps K [100]"),
           guidance: float = typer.Option(None, help="[macdmp] default guidance scale zeta "
                                          "[0.1]"),
