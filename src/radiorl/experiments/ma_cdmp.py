@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from radiorl.evaluation.report import print_table, summarize
+from radiorl.evaluation.report import summarize
 from radiorl.evaluation.runner import evaluate
 from radiorl.experiments.registry import register
 from radiorl.runtime.executor import run_tasks

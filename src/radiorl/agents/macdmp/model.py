@@ -27,9 +27,10 @@ as written). The two are the same model up to the loss weighting over ``k``
 (``x̂_0 = (x_k − √(1−ᾱ_k) ε̂)/√ᾱ_k``), but on this data they plan very differently: a noise
 model trained for 3,000 steps barely uses the clamped current observation at high noise
 (its ``x̂_0`` of the next frame is 10–16 packets off at ``k = 80``, where the data move about
-1 packet per frame), so its plans jump and the inverse model turns them into poor requests
-(−22.2 mean reward on ``adhoc-8-2:6``, 10-step DPM-Solver); the ``x_0`` model trained the same
-way plans consistent next frames (−3.2 on the training run's evaluation episode).
+1 packet per frame), so its plans jump and the inverse model turns them into poor requests:
+−22.2 ± 8.7 mean reward on ``adhoc-8-2:6`` (3 seeds x 300 frames, 10-step DPM-Solver, 2 of 3
+seeds unstable), against −11.4 ± 5.9 (all stable) for the ``x_0`` model trained the same way
+(H = 8, 3,000 steps), whose next-frame plans stay within about a packet of the data.
 Pitfall 1 of ``specs/diffusion-planning.md`` names this fix.
 
 Our choices where the paper is silent (all :class:`MACDMPConfig` fields; see
@@ -38,11 +39,11 @@ training steps, 4 scenarios x 3 seeds: mean reward −12.39 / −12.98 / −9.71
 and only H = 16 stable on every seed of the 9-4:5 and 8-4:4 scenarios); cosine schedule
 with ``K = 100`` (paper: K = 100 for Fig. 9); U-Net width ``dim = 16`` with
 ``dim_mults = (1, 2, 4, 8)`` (the paper's 4 + 4 layout at a width where one guided K = 100
-plan for 9 agents takes about 0.4 s on one core; BENCHMARKS.md); per-dimension ``limits`` normalizer (data in [−1, 1], so
-``clip_x0 = 1`` is meaningful; pitfall 1); discount ``γ = 0.99`` for eq. 14; Adam 2e-4,
-batch 256, EMA 0.995 of the weights (Diffuser / Decision Diffuser); diffusion loss zero at
-the clamped first position and the clamped position also clamped in the noisy training input
-(pitfall 8).
+plan for 9 agents takes about 0.4 s on one core; BENCHMARKS.md); per-dimension ``limits``
+normalizer (data in [−1, 1], so ``clip_x0 = 1`` is meaningful; pitfall 1); discount
+``γ = 0.99`` for eq. 14; Adam 2e-4, batch 256, EMA 0.995 of the weights (Diffuser /
+Decision Diffuser); diffusion loss zero at the clamped first position and the clamped
+position also clamped in the noisy training input (pitfall 8).
 """
 from __future__ import annotations
 
