@@ -12,8 +12,9 @@ fig8       guidance scale ζ (one model, ζ varied at execution)
 fig9       diffusion steps with first-order DPM-Solver from the K = 100 model (reward and
            decision time)
 scaling    decision latency per agent and QoS for 100 and 1,000 nodes
-realtime   the real-time planner (MLP denoiser, few DPM-Solver steps, warm start) next to
-           the faithful one: reward, QoS and time per frame
+realtime   real-time planners (the MLP denoiser with 5 DPM-Solver steps, with and without
+           warm start; the U-Net with one DPM-Solver step) next to the faithful one:
+           reward, QoS and time per frame
 =========  ==========================================================================
 
 Every point is the mean ± std over 3 scenario seeds (random topologies and traffic never in
@@ -452,6 +453,8 @@ def realtime(preset, run_dir, workers=2, console=None):
     pols = {faithful: planner_name(models["macdmp"], sampler="ddpm"),
             "MA-CDMP (U-Net, DPM-Solver-1 x 10)": planner_name(models["macdmp"], sampler="dpm1",
                                                               sample_steps=10),
+            "MA-CDMP (U-Net, 1 DPM-Solver step, unguided)": planner_name(
+                models["macdmp"], sampler="dpm1", sample_steps=1, guidance=0),
             "MA-CDMP (real-time)": planner_name(models["macdmp-realtime"]),
             "MA-CDMP (real-time, warm start k0=30)": planner_name(models["macdmp-realtime"],
                                                                   warm_start=30)}
@@ -462,7 +465,7 @@ def realtime(preset, run_dir, workers=2, console=None):
                    list(pols))
     f = _mean_over(rows, faithful)[0]
     lines = []
-    for lab in ("MA-CDMP (real-time)", "MA-CDMP (real-time, warm start k0=30)"):
+    for lab in list(pols)[2:]:
         r = _mean_over(rows, lab)[0]
         t = max(s["ms_per_decision"] for s in summary if s["policy"] == lab)
         lines.append(f"- {lab}: mean reward {r:.2f} vs faithful {f:.2f} "
