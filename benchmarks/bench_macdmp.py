@@ -7,8 +7,9 @@ Planners (weights do not change the cost; models are built untrained unless --ch
 * faithful: temporal U-Net (width 16, 4 down + 4 up blocks), K = 100 DDPM, classifier
   guidance at every step (the paper's pipeline);
 * fast: the same model, 10 steps of DPM-Solver-1, guided;
-* real-time: the MLP denoiser and MLP return model, 5 DPM-Solver-1 steps, guidance on the
-  last 2 steps, warm start from the previous plan (k0 = 30).
+* real-time (two candidates): the MLP denoiser and MLP return model with 5 guided
+  DPM-Solver-1 steps (``--preset realtime``); the faithful U-Net with a single unguided
+  DPM-Solver-1 step.
 
 Baselines measured in the same run:
 
@@ -96,7 +97,10 @@ def main(argv=None):
     res["fast: DPM-Solver-1 x10, guided"] = ms_per_frame(faithful, sc9, a.frames,
                                                          sampler="dpm1", steps=10,
                                                          guidance=0.1)
-    res["real-time"] = ms_per_frame(rt, sc9, 5 * a.frames, **rt_settings)
+    res["real-time: MLP denoiser, 5 guided DPM-Solver-1 steps"] = ms_per_frame(
+        rt, sc9, 5 * a.frames, **rt_settings)
+    res["real-time: U-Net, 1 DPM-Solver-1 step, unguided"] = ms_per_frame(
+        faithful, sc9, 5 * a.frames, sampler="dpm1", steps=1, guidance=0.0)
     base = res["faithful"]
     print("| planner | ms per frame | 1,000-frame episode | vs faithful | vs 5 ms deadline |")
     print("|---|---|---|---|---|")
