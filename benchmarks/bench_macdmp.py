@@ -84,6 +84,8 @@ def main(argv=None):
           f"{a.frames} frames each (torch {torch.__version__})")
     res = {}
     res["faithful"] = ms_per_frame(faithful, sc9, a.frames, sampler="ddpm", guidance=0.1)
+    res["faithful, guidance gradient in a 2nd thread (2 cores)"] = ms_per_frame(
+        faithful, sc9, a.frames, sampler="ddpm", guidance=0.1, parallel_guidance=True)
     saved = temporal.GEMM_MAX_ROWS
     temporal.GEMM_MAX_ROWS = 0
     try:

@@ -287,3 +287,18 @@ def test_planner_refuses_a_network_with_another_action_range(trained):
                                                max_request=10)
     with pytest.raises(ValueError, match="max_request"):
         MACDMPPolicy.from_checkpoint(run / "checkpoints" / "planner.pt", env)
+
+
+def test_parallel_guidance_gives_the_same_plans(trained):
+    run, _ = trained
+    model, _ = load_model(run / "checkpoints" / "planner.pt")
+    from radiorl.agents.macdmp.planner import Planner
+    rng = np.random.default_rng(2)
+    obs = rng.integers(0, 40, (5, 4)).astype(np.float32)
+    out = []
+    for par in (False, True):
+        pl = Planner(model, PlannerSettings.from_model(model, sampler="ddpm", guidance=0.5,
+                                                       parallel_guidance=par))
+        out.append(pl.plan(obs, obs, torch.Generator().manual_seed(3)))
+    assert np.array_equal(out[0][0], out[1][0])
+    assert torch.allclose(out[0][1], out[1][1], atol=1e-6)
