@@ -78,18 +78,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import torch
 
-from radiorl.diffusion.schedules import NoiseSchedule
+from radiorl.diffusion.schedules import NoiseSchedule, _finite_float, _is_int
 
 METHODS = ("ddpm", "ddim", "dpm1", "dpm2")
 PREDICTIONS = ("epsilon", "x0")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, Integral) and not isinstance(v, bool)
 
 
 @dataclass
@@ -166,23 +161,6 @@ def timestep_grid(K: int, steps: int, start_k: int | None = None) -> list[int]:
     return [(2 * start * (n - i) + n) // (2 * n) for i in range(n + 1)]
 
 
-def _check_real(name, v, lo=None, lo_open=False, hi=None, hi_open=False) -> float:
-    rng = (f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
-           f"{'inf' if hi is None else hi}{')' if hi_open or hi is None else ']'}")
-    if isinstance(v, bool) or not isinstance(v, (Real, torch.Tensor)) or (
-            isinstance(v, torch.Tensor) and v.numel() != 1):
-        raise ValueError(f"{name} must be a finite number in {rng}, got {v!r}")
-    f = float(v)
-    ok = math.isfinite(f)
-    if ok and lo is not None:
-        ok = f > lo if lo_open else f >= lo
-    if ok and hi is not None:
-        ok = f < hi if hi_open else f <= hi
-    if not ok:
-        raise ValueError(f"{name} must be a finite number in {rng}, got {v!r}")
-    return f
-
-
 def sample(model, schedule: NoiseSchedule, x_T: torch.Tensor | None = None, *, shape=None,
            method: str = "ddpm", steps: int | None = None, prediction: str = "epsilon",
            inpaint: Inpaint | None = None, guide=None, guidance_scale: float = 0.0,
@@ -243,17 +221,17 @@ def sample(model, schedule: NoiseSchedule, x_T: torch.Tensor | None = None, *, s
         ks = list(range(start, -1, -1))
     else:
         ks = timestep_grid(K, start if steps is None else steps, start_k)
-    scale = _check_real("guidance_scale", guidance_scale, lo=0.0)
+    scale = _finite_float("guidance_scale", guidance_scale, lo=0.0, lo_open=False)
     if not _is_int(guide_stop) or not 0 <= guide_stop <= K:
         raise ValueError(f"guide_stop must be an integer in [0, K={K}], got {guide_stop!r}")
     if clip_x0 is not None:
-        clip = _check_real("clip_x0", clip_x0, lo=0.0, lo_open=True)
+        clip = _finite_float("clip_x0", clip_x0, lo=0.0, lo_open=True)
     else:
         clip = None
-    eta = _check_real("eta", eta, lo=0.0, hi=1.0)
+    eta = _finite_float("eta", eta, lo=0.0, hi=1.0, lo_open=False, hi_open=False)
     if eta != 0.0 and method != "ddim":
         raise ValueError(f"eta must be 0 for method={method!r} (eta is DDIM's stochasticity), got {eta!r}")
-    temperature = _check_real("temperature", temperature, lo=0.0)
+    temperature = _finite_float("temperature", temperature, lo=0.0, lo_open=False)
     if guide is not None and not callable(guide):
         raise ValueError("guide must be None or callable as guide(x, k)")
     if inpaint is not None and not isinstance(inpaint, Inpaint):

@@ -47,7 +47,7 @@ torch.Size([4, 8, 3])
 from __future__ import annotations
 
 import math
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -73,10 +73,10 @@ def _finite_float(name: str, v, lo: float | None = None, hi: float | None = None
     lo_s = "-inf" if lo is None else repr(lo)
     hi_s = "inf" if hi is None else repr(hi)
     rng = f"{'(' if lo_open else '['}{lo_s}, {hi_s}{')' if hi_open else ']'}"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number in {rng}, got {v!r}") from None
+    if isinstance(v, bool) or not isinstance(v, (Real, torch.Tensor)) or (
+            isinstance(v, torch.Tensor) and v.numel() != 1):
+        raise ValueError(f"{name} must be a finite number in {rng}, got {v!r}")
+    f = float(v)
     ok = math.isfinite(f)
     if ok and lo is not None:
         ok = f > lo if lo_open else f >= lo
