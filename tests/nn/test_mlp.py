@@ -4,6 +4,8 @@ import io
 
 import pytest
 import torch
+
+from tests.nn.fit import fit_ratio
 from torch import nn
 
 from radiorl.nn import MLP, MLPDenoiser, TemporalUNet, count_parameters
@@ -137,16 +139,7 @@ def test_denoiser_fits_a_fixed_batch():
     den = MLPDenoiser(4, 8, hidden=128, layers=2, dim=16, cond_dim=2)
     x, k, c = _inputs(8, 8, 4, cond_dim=2)
     target = torch.randn(8, 8, 4, generator=torch.Generator().manual_seed(5))
-    opt = torch.optim.Adam(den.parameters(), lr=1e-3)
-    with torch.no_grad():
-        first = (den(x, k, c) - target).pow(2).mean().item()
-    for _ in range(200):
-        loss = (den(x, k, c) - target).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        last = (den(x, k, c) - target).pow(2).mean().item()
+    first, last = fit_ratio(den, (x, k, c), target, lr=1e-3)
     assert last < 0.1 * first, (first, last)
 
 

@@ -6,6 +6,8 @@ import io
 import pytest
 import torch
 
+from tests.nn.fit import fit_ratio
+
 from radiorl.nn import (Conv1dBlock, ResidualTemporalBlock, SinusoidalEmbedding,
                         StepConditionEmbedding, TemporalUNet, TemporalValueNet, TimeEmbedding,
                         count_parameters, group_count)
@@ -312,16 +314,7 @@ def test_unet_fits_a_fixed_batch():
     net = TemporalUNet(4, dim=16, dim_mults=(1, 2), cond_dim=2)
     x, k, c = _inputs(8, 8, 4, cond_dim=2)
     target = torch.randn(8, 8, 4, generator=torch.Generator().manual_seed(5))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    with torch.no_grad():
-        first = (net(x, k, c) - target).pow(2).mean().item()
-    for _ in range(200):
-        loss = (net(x, k, c) - target).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        last = (net(x, k, c) - target).pow(2).mean().item()
+    first, last = fit_ratio(net, (x, k, c), target, lr=3e-3)
     assert last < 0.1 * first, (first, last)
 
 
