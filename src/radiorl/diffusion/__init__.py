@@ -4,6 +4,8 @@
   ``q_sample``).
 * :mod:`.samplers` -- :func:`sample` (ancestral DDPM, DDIM, DPM-Solver 1 and ++(2M)),
   :class:`Inpaint`, :func:`timestep_grid`.
+* :mod:`.training` -- :func:`noisy_inputs` and :func:`denoising_loss` (the training objective,
+  known entries clamped and unweighted).
 * :mod:`.guidance` -- :func:`value_guide` (classifier guidance from a value model) and
   :func:`classifier_free` (one batched forward for both halves).
 
@@ -12,6 +14,7 @@ Agents (MA-CDMP, MA-Diffuser, MA-DD, MADiff) assemble their planners from these 
 from radiorl.diffusion.guidance import classifier_free, value_guide
 from radiorl.diffusion.samplers import METHODS, PREDICTIONS, Inpaint, sample, timestep_grid
 from radiorl.diffusion.schedules import SCHEDULES, NoiseSchedule
+from radiorl.diffusion.training import denoising_loss, noisy_inputs
 
 __all__ = ["SCHEDULES", "NoiseSchedule", "METHODS", "PREDICTIONS", "Inpaint", "sample",
-           "timestep_grid", "value_guide", "classifier_free"]
+           "timestep_grid", "value_guide", "classifier_free", "noisy_inputs", "denoising_loss"]

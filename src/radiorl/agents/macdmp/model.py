@@ -52,7 +52,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from radiorl.diffusion import SCHEDULES, NoiseSchedule
+from radiorl.diffusion import SCHEDULES, NoiseSchedule, denoising_loss, noisy_inputs
+from radiorl.agents.offline.trainer import check_loop_config
 from radiorl.envs.base import check_number
 from radiorl.nn import MLP, MLPDenoiser, TemporalUNet, TemporalValueNet
 
@@ -96,10 +97,12 @@ class MACDMPConfig:
     checkpoint_every: int = 1
     # periodic evaluation in the simulator during training (0 = never)
     eval_every: int = 0
+    eval_scenarios: tuple = ()                 # () = every scenario of the dataset
     eval_frames: int = 200
     eval_seed: int = 12345
     eval_sampler: str = "dpm1"
     eval_sample_steps: int = 10
+    select_checkpoint: str = "last"            # or "best_eval" (agents.offline.trainer)
     # default planner (stored with the model; `radiorl evaluate` options override it)
     sampler: str = "ddpm"
     sample_steps: int | None = None
@@ -145,14 +148,7 @@ class MACDMPConfig:
             raise ValueError(f"normalizer must be 'limits' or 'gaussian', got "
                              f"{self.normalizer!r}")
         check_number("gamma", self.gamma, low=0, high=1, low_open=True)
-        check_number("epochs", self.epochs, low=1, high=100_000, integer=True)
-        check_number("steps_per_epoch", self.steps_per_epoch, low=1, high=10 ** 7, integer=True)
         check_number("batch_size", self.batch_size, low=1, high=1 << 20, integer=True)
-        check_number("lr", self.lr, low=0, high=1, low_open=True)
-        check_number("ema", self.ema, low=0, high=1)
-        if self.ema >= 1:
-            raise ValueError(f"ema must be in [0, 1) (0 disables the average), got {self.ema!r}")
-        check_number("grad_clip", self.grad_clip, low=0, allow_none=True)
         lw = tuple(self.loss_weights or ())
         if len(lw) != 3:
             raise ValueError("loss_weights must be 3 numbers >= 0 (inverse dynamics, diffusion, "
@@ -160,8 +156,8 @@ class MACDMPConfig:
         self.loss_weights = tuple(check_number("loss_weights", w, low=0) for w in lw)
         check_number("valid_fraction", self.valid_fraction, low=0, high=0.5)
         check_number("valid_batches", self.valid_batches, low=1, high=10_000, integer=True)
-        check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
-        check_number("eval_every", self.eval_every, low=0, integer=True)
+        check_loop_config(self)
+        self.eval_scenarios = tuple(str(x) for x in (self.eval_scenarios or ()))
         check_number("eval_frames", self.eval_frames, low=1, integer=True)
         check_number("eval_seed", self.eval_seed, low=0, integer=True)
         check_sampler(self.eval_sampler, self.eval_sample_steps, self.diffusion_steps,
@@ -187,7 +183,7 @@ class MACDMPConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("dim_mults", "inverse_hidden", "loss_weights"):
+        for k in ("dim_mults", "inverse_hidden", "loss_weights", "eval_scenarios"):
             d[k] = list(d[k])
         return d
 
@@ -198,7 +194,7 @@ class MACDMPConfig:
         if unknown:
             raise ValueError(f"unknown MA-CDMP config fields {unknown}")
         kw = dict(d)
-        for k in ("dim_mults", "inverse_hidden", "loss_weights"):
+        for k in ("dim_mults", "inverse_hidden", "loss_weights", "eval_scenarios"):
             if k in kw and kw[k] is not None:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
@@ -291,13 +287,11 @@ class MACDMPModel(nn.Module):
             l_inv = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
                                                 a[:, :-1].reshape(-1).clamp(0, self.max_request))
         # diffusion: k ~ U{1..K}, forward noising, first position clamped (inpainted)
-        k = torch.randint(1, cfg.diffusion_steps + 1, (B,), generator=generator)
-        noise = torch.randn(traj.shape, generator=generator, dtype=traj.dtype)
-        xk = self.schedule.q_sample(traj, k, noise)
-        xk = torch.cat([traj[:, :1], xk[:, 1:]], dim=1)
-        out = self.eps_model(xk, k)
-        target = noise if cfg.prediction == "epsilon" else traj
-        l_eps = ((out[:, 1:] - target[:, 1:]) ** 2).mean()
+        known = torch.zeros(1, H, C, dtype=torch.bool)
+        known[:, 0] = True
+        k, noise, xk = noisy_inputs(self.schedule, traj, known=known, generator=generator)
+        l_eps = denoising_loss(self.eps_model(xk, k), traj, noise, prediction=cfg.prediction,
+                               known=known)
         l_val = ((self.value_model(xk, k) - y) ** 2).mean()
         w = cfg.loss_weights
         total = w[0] * l_inv + w[1] * l_eps + w[2] * l_val
