@@ -1,6 +1,11 @@
 """MA-CDMP planning speed (one core): time per frame for all agents, per-agent cost at larger
 networks, and the faithful planner's time for a 1,000-frame episode.
 
+The faithful planner is timed four ways: TorchScript (the default), with the guidance gradient
+in a second thread (``parallel_guidance``), compiled with ``torch.compile`` (``compile``; the
+first frame, which compiles, is not timed, and neither is any other planner's first frame),
+and compiled with the gradient thread.
+
 Planners (weights do not change the cost; models are built untrained unless --checkpoint /
 --realtime-checkpoint are given):
 
@@ -86,6 +91,11 @@ def main(argv=None):
     res["faithful"] = ms_per_frame(faithful, sc9, a.frames, sampler="ddpm", guidance=0.1)
     res["faithful, guidance gradient in a 2nd thread (2 cores)"] = ms_per_frame(
         faithful, sc9, a.frames, sampler="ddpm", guidance=0.1, parallel_guidance=True)
+    res["faithful, compiled (torch.compile)"] = ms_per_frame(
+        faithful, sc9, a.frames, sampler="ddpm", guidance=0.1, compile=True)
+    res["faithful, compiled + gradient thread (2 cores)"] = ms_per_frame(
+        faithful, sc9, a.frames, sampler="ddpm", guidance=0.1, compile=True,
+        parallel_guidance=True)
     saved = temporal.GEMM_MAX_ROWS
     temporal.GEMM_MAX_ROWS = 0
     try:

@@ -74,7 +74,7 @@ def scenarios():
     t.add_row("macdmp:<planner.pt>[?k=v&...]", "adhoc", "local_obs, mean_field_obs",
               "an MA-CDMP planner trained with `radiorl train macdmp`; options: sampler, "
               "sample_steps, guidance, warm_start, candidates, guide_last, clip_x0, "
-              "parallel_guidance")
+              "parallel_guidance, compile")
     t.add_row("mixture:<eps>", "adhoc", "local_obs, local_traffic",
               "the offline dataset's behaviour policy with random-request probability eps")
     console.print(t)

@@ -21,6 +21,31 @@ from numbers import Real
 import torch
 
 
+def compiled_value_guide(value_model):
+    """:func:`value_guide` with the input gradient computed by one compiled graph.
+
+    ``torch.compile(torch.func.grad(x ↦ Σ_b J(x_b, k_b)))`` fuses the value model's forward and
+    backward into generated C++ (inductor); for the small batches of a planner this is about
+    2.5x faster than eager autograd (BENCHMARKS.md) and gives the same gradient up to float
+    rounding. The first call per input shape compiles (tens of seconds; needs a C++ compiler);
+    shapes are static, so a new batch size compiles again. The value model must not take extra
+    keyword arguments and must be differentiable in ``x``.
+    """
+    if not callable(value_model):
+        raise ValueError("value_model must be callable as value_model(x, k)")
+
+    def total(x, k):
+        return value_model(x, k).sum()
+
+    grad = torch.compile(torch.func.grad(total), dynamic=False)
+
+    def guide(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(False):
+            return grad(x.detach().clone(), k.clone() if isinstance(k, torch.Tensor) else k)
+
+    return guide
+
+
 def value_guide(value_model, **kw):
     """Gradient of a value model, as a sampler guide.
 

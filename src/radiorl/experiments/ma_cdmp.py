@@ -59,7 +59,9 @@ HEURISTICS = ["equal", "proportional", "load-aware"]
 PRESETS = {
     "quick": {
         "dataset": {"preset": "quick"},
-        "train": dict(epochs=4, steps_per_epoch=500),
+        "train": dict(epochs=12, steps_per_epoch=500, eval_every=1,
+                      select_checkpoint="best_eval", eval_scenarios=tuple(PAPER_SCENARIOS),
+                      eval_frames=200),
         "eval": dict(frames=300, seeds=[0, 1, 2], sampler="dpm1", sample_steps=10),
         "fig6_scenarios": PAPER_SCENARIOS + ["adhoc-12", "adhoc-16"],
         "fig9_scenarios": PAPER_SCENARIOS[:2],

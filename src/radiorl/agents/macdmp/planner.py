@@ -25,7 +25,9 @@ guidance at ``k <= guide_stop``); ``guide_last`` (guide only the steps with
 1 = the paper's single plan); ``warm_start`` ``k0`` (the previous plan, shifted one frame, is
 re-noised to step ``k0`` and denoised from there instead of from pure noise; the first frame
 starts cold); ``jit`` (trace the denoiser and the return model with TorchScript for a faster small-batch
-forward); ``parallel_guidance`` (compute the guidance gradient ``∇J(x_k)`` in a second thread
+forward); ``compile`` (``torch.compile`` the denoiser and the guidance gradient instead: the
+first plan per batch size compiles for tens of seconds, then a guided step is about 1.5x
+faster than with ``jit``; for long episodes, e.g. the faithful planner); ``parallel_guidance`` (compute the guidance gradient ``∇J(x_k)`` in a second thread
 while the denoiser runs on the same ``x_k``: identical plans, about 1.6x faster guided steps
 on 2 cores).
 """
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 
 from radiorl.agents.macdmp.model import OBS_DIM, MACDMPModel, check_sampler
-from radiorl.diffusion import Inpaint, sample, value_guide
+from radiorl.diffusion import Inpaint, compiled_value_guide, sample, value_guide
 from radiorl.envs.base import check_number
 from radiorl.schedulers.tdma import RequestPolicy
 
@@ -56,6 +58,7 @@ class PlannerSettings:
     candidates: int = 1
     warm_start: int | None = None
     jit: bool = True
+    compile: bool = False
     parallel_guidance: bool = False
 
     @classmethod
@@ -91,6 +94,8 @@ class PlannerSettings:
                              "sample_steps unset")
         if not isinstance(self.jit, bool):
             raise ValueError(f"jit must be true or false, got {self.jit!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, got {self.compile!r}")
         if not isinstance(self.parallel_guidance, bool):
             raise ValueError(f"parallel_guidance must be true or false, got "
                              f"{self.parallel_guidance!r}")
@@ -116,7 +121,9 @@ class Planner:
 
     def _eps_model(self, example: torch.Tensor):
         if self._eps is None:
-            if self.settings.jit:
+            if self.settings.compile:
+                self._eps = torch.compile(self.model.eps_model, dynamic=False)
+            elif self.settings.jit:
                 k = torch.ones(example.shape[0], dtype=torch.int64)
                 with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                     warnings.simplefilter("ignore")      # trace deprecation / shape notes
@@ -163,7 +170,8 @@ class Planner:
         s = self.settings
         if s.guidance <= 0:
             return None
-        base = value_guide(self._value_model(example))
+        base = compiled_value_guide(self.model.value_model) if s.compile else \
+            value_guide(self._value_model(example))
         if s.guide_last is None:
             return base
         last = int(s.guide_last)
