@@ -1,8 +1,10 @@
 """Network blocks shared by the agents: ensembles of MLPs and recurrent cells (``ensemble``),
 plain and denoising MLPs (``mlp``), and the temporal U-Net / value network of the diffusion
-planners (``temporal``)."""
+planners (``temporal``), and the U-Net with attention across agents of MADiff
+(``agent_attention``)."""
 from torch import nn
 
+from radiorl.nn.agent_attention import AgentAttention, MultiAgentTemporalUNet
 from radiorl.nn.ensemble import (EnsembleLinear, EnsembleMLP, EnsembleRNNCell,
                                  clip_grad_norm_per_member)
 from radiorl.nn.mlp import MLP, MLPDenoiser
@@ -21,4 +23,4 @@ __all__ = ["EnsembleLinear", "EnsembleMLP", "EnsembleRNNCell", "clip_grad_norm_p
            "MLP", "MLPDenoiser",
            "SinusoidalEmbedding", "TimeEmbedding", "StepConditionEmbedding", "Conv1dBlock",
            "ResidualTemporalBlock", "TemporalUNet", "TemporalValueNet", "group_count",
-           "count_parameters"]
+           "AgentAttention", "MultiAgentTemporalUNet", "count_parameters"]

@@ -108,6 +108,23 @@ def test_best_eval_keeps_the_weights_of_the_best_epoch(tmp_path):
     assert torch.equal(final["model"]["lin.weight"], seen[3])
 
 
+def test_best_eval_ranks_stability_before_reward(tmp_path):
+    """An epoch whose evaluation is unstable (e.g. a starving policy that keeps the reward of
+    empty queues) is never preferred to a stable one, whatever its reward."""
+    scripted = iter([(-3.0, 0.0), (0.0, 0.5), (-2.0, 0.0)])
+    seen = {}
+
+    def evaluate(m):
+        seen[len(seen) + 1] = m.lin.weight.detach().clone()
+        r, u = next(scripted)
+        return {"eval_mean_reward": r, "eval_unstable": u}
+
+    out = _fit(Cfg(eval_every=1, select_checkpoint="best_eval"), tmp_path, evaluate=evaluate)
+    assert out["best_epoch"] == 3
+    final = _load(tmp_path / "checkpoints/final.pt")
+    assert torch.equal(final["model"]["lin.weight"], seen[3])
+
+
 def test_ema_update_warmup_and_decay():
     a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
     with torch.no_grad():

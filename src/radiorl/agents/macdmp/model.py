@@ -53,14 +53,12 @@ import torch
 from torch import nn
 
 from radiorl.diffusion import SCHEDULES, NoiseSchedule, denoising_loss, noisy_inputs
+from radiorl.agents.offline.common import OBS_DIM, SAMPLERS, check_sampler  # noqa: F401
 from radiorl.agents.offline.trainer import check_loop_config
 from radiorl.envs.base import check_number
 from radiorl.nn import MLP, MLPDenoiser, TemporalUNet, TemporalValueNet
 
-#: Observation width per agent: ``o = [gen, gen_max, tran, tran_max]``.
-OBS_DIM = 4
 CHECKPOINT_VERSION = 1
-SAMPLERS = ("ddpm", "ddim", "dpm1", "dpm2")
 
 
 @dataclass
@@ -206,20 +204,6 @@ ARCHITECTURE_FIELDS = ("horizon", "diffusion_steps", "schedule", "prediction", "
                        "denoiser", "value_net", "dim", "dim_mults", "mlp_hidden", "mlp_layers",
                        "inverse_hidden", "inverse_loss", "inverse_target", "normalizer")
 
-
-def check_sampler(sampler: str, steps, K: int, name: str = "sampler",
-                  steps_name: str = "sample_steps") -> None:
-    """Clear errors for an unknown sampler or a step count outside ``[1, K]`` (DDPM runs all
-    ``K`` steps, so its step count must be ``K`` or unset)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"{name} must be one of {list(SAMPLERS)}, got {sampler!r}")
-    if steps is not None:
-        if isinstance(steps, bool):
-            raise ValueError(f"{steps_name} must be an integer in [1, K={K}], got {steps!r}")
-        check_number(steps_name, steps, low=1, high=K, integer=True)
-        if sampler == "ddpm" and int(steps) != K:
-            raise ValueError(f"{steps_name}: the ddpm sampler runs all K = {K} steps; got "
-                             f"{steps} (use --sampler ddim|dpm1|dpm2 for fewer steps)")
 
 
 class MACDMPModel(nn.Module):

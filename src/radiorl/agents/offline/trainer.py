@@ -17,7 +17,8 @@ its checkpoint layout differ. The loop, per epoch of ``cfg.steps_per_epoch`` ste
 
 **Checkpoint selection** (``cfg.select_checkpoint``): ``"last"`` (the final EMA weights, the
 papers' protocol) or ``"best_eval"``: ``checkpoints/best.pt`` keeps the EMA weights of the
-epoch with the highest evaluation reward, and the final checkpoint is that one. This is
+best evaluated epoch (:func:`eval_score`: fewest unstable evaluation episodes, then the highest
+evaluation reward), and the final checkpoint is that one. This is
 online model selection (it uses simulator episodes, on ``eval_seed``, never the test seeds);
 it is off by default and experiments that use it say so.
 
@@ -76,9 +77,17 @@ def check_loop_config(cfg) -> None:
                          "training: set eval_every >= 1")
 
 
-def _best(history: list) -> tuple[float, int]:
-    ev = [(h["eval_mean_reward"], h["epoch"]) for h in history if "eval_mean_reward" in h]
-    return max(ev) if ev else (-float("inf"), 0)
+def eval_score(row: dict) -> tuple[float, float]:
+    """Ranking of an evaluated epoch: fewer unstable episodes first (``eval_unstable``, the
+    fraction with the runner's unstable verdict; 0 if not reported), then the higher
+    ``eval_mean_reward``. (A policy that starves the network can keep a good reward while its
+    queues grow, so the reward alone is not a safe criterion.)"""
+    return (-float(row.get("eval_unstable", 0.0)), float(row["eval_mean_reward"]))
+
+
+def _best(history: list) -> tuple[tuple, int]:
+    ev = [(eval_score(h), h["epoch"]) for h in history if "eval_mean_reward" in h]
+    return max(ev) if ev else ((-float("inf"), -float("inf")), 0)
 
 
 def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], dict],
@@ -160,8 +169,8 @@ def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], 
             if evaluate is not None and cfg.eval_every and (
                     (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 row.update(evaluate(copy.deepcopy(ema)))
-                if row["eval_mean_reward"] > best_score:
-                    best_score, best_epoch = row["eval_mean_reward"], epoch + 1
+                if eval_score(row) > best_score:
+                    best_score, best_epoch = eval_score(row), epoch + 1
                     save(cks / "best.pt", ema, epoch=epoch + 1)
             history.append(row)
             for k, v in row.items():
@@ -178,7 +187,8 @@ def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], 
         final = copy.deepcopy(ema)
         final.load_state_dict(load(cks / "best.pt")["model"])
         chosen = best_epoch
-        log(f"selected the epoch-{best_epoch} weights (evaluation reward {best_score:.3f})")
+        log(f"selected the epoch-{best_epoch} weights (evaluation reward {best_score[1]:.3f}, "
+            f"unstable fraction {-best_score[0]:.2f})")
     ck = save(cks / final_name, final, epoch=cfg.epochs, history=json.dumps(history),
               selected_epoch=chosen or cfg.epochs)
     write_csv(run_dir / "training.csv", history)
