@@ -137,3 +137,50 @@ def test_train_macdmp_then_evaluate_the_planner(tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert msg in " ".join(r.output.split()), (args, r.output)
+
+
+def test_train_and_evaluate_the_offline_diffusion_baselines(tmp_path):
+    """`radiorl train madiffuser|madd|madiff` on a collected dataset, then one paired
+    `radiorl evaluate` of the three with shared planner options; the MA-CDMP-only options are
+    refused for them with a clear message."""
+    ds = tmp_path / "d.h5"
+    r = runner.invoke(app, ["collect", "--episodes", "6", "--frames", "40", "--workers", "1",
+                            "--out", str(ds)])
+    assert r.exit_code == 0, r.output
+    tiny = ["--set", "dim=8", "--set", "dim_mults=[1,2]", "--set", "batch_size=16",
+            "--set", "steps_per_epoch=2", "--set", "valid_batches=1", "--horizon", "4",
+            "--steps", "10", "--epochs", "1", "--out", str(tmp_path / "runs")]
+    extra = {"madiffuser": [], "madd": ["--set", "inverse_hidden=[16]"],
+             "madiff": ["--set", "inverse_hidden=[16]", "--set", "max_team=3"]}
+    cks = {}
+    for algo in ("madiffuser", "madd", "madiff"):
+        r = runner.invoke(app, ["train", algo, "--dataset", str(ds), *tiny, *extra[algo]])
+        assert r.exit_code == 0, (algo, r.output)
+        assert f"{algo}:" in r.output
+        run = next((tmp_path / "runs" / f"train-{algo}").iterdir())
+        cks[algo] = run / "checkpoints" / "planner.pt"
+        assert cks[algo].is_file() and (run / "training.csv").is_file()
+    pols = ",".join(f"{a}:{c}" for a, c in cks.items())
+    r = runner.invoke(app, ["evaluate", "--scenario", "adhoc-8-2:6", "--policies",
+                            f"equal,{pols}", "--loads", "medium", "--seeds", "0", "--slots",
+                            "8", "--workers", "1", "--sampler", "dpm1", "--sample-steps", "2",
+                            "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    import yaml
+    ev = next((tmp_path / "evaluate").iterdir())
+    got = yaml.safe_load((ev / "config.yaml").read_text())["policies"]
+    assert got[1:] == [f"{a}:{c}?sampler=dpm1&sample_steps=2" for a, c in cks.items()]
+    import csv
+    rows = list(csv.DictReader(open(ev / "results.csv")))
+    assert {row["policy"] for row in rows} == set(got)
+    cases = [
+        (["evaluate", "--scenario", "adhoc-8-2:6", "--policies", f"madd:{cks['madd']}",
+          "--warm-start", "5"], "applies to macdmp: policies only"),
+        (["train", "madd", "--dataset", str(ds), "--no-mean-field"], "MA-CDMP ablation"),
+        (["train", "madiff", "--dataset", str(ds), "--horizon", "41"], "longer than the"),
+        (["train", "madiffuser", "--dataset", str(ds), "--set", "guidance=-1"], "guidance"),
+    ]
+    for args, msg in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert msg in " ".join(r.output.split()), (args, r.output)

@@ -75,6 +75,15 @@ def scenarios():
               "an MA-CDMP planner trained with `radiorl train macdmp`; options: sampler, "
               "sample_steps, guidance, warm_start, candidates, guide_last, clip_x0, "
               "parallel_guidance, compile")
+    for algo, what, opts in [
+            ("madiffuser", "MA-Diffuser (Diffuser per agent, value guidance)",
+             "sampler, sample_steps, guidance, guide_stop, clip_x0, candidates"),
+            ("madd", "MA-DD (Decision Diffuser per agent, return-conditioned)",
+             "sampler, sample_steps, guidance (w), target_return, clip_x0, temperature"),
+            ("madiff", "MADiff (CTDE, attention across agents; decentralized execution)",
+             "sampler, sample_steps, guidance (w), target_return, clip_x0")]:
+        t.add_row(f"{algo}:<planner.pt>[?k=v&...]", "adhoc", "local_obs",
+                  f"{what} trained with `radiorl train {algo}`; options: {opts}")
     t.add_row("mixture:<eps>", "adhoc", "local_obs, local_traffic",
               "the offline dataset's behaviour policy with random-request probability eps")
     console.print(t)
@@ -125,18 +134,20 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
                                         "episode [default: 5000, ad hoc 1000]"),
              workers: int = typer.Option(2, help="parallel worker processes"),
              out: str = typer.Option("runs", help="root folder of run directories"),
-             sampler: str = typer.Option(None, help="[macdmp planners] ddpm | ddim | dpm1 | "
-                                         "dpm2 [the model's default]"),
-             sample_steps: int = typer.Option(None, help="[macdmp planners] solver steps "
+             sampler: str = typer.Option(None, help="[diffusion planners] ddpm | ddim | dpm1 "
+                                         "| dpm2 [the model's default]"),
+             sample_steps: int = typer.Option(None, help="[diffusion planners] solver steps "
                                               "(ddim/dpm; ddpm runs all K)"),
-             guidance: float = typer.Option(None, help="[macdmp planners] guidance scale zeta"),
+             guidance: float = typer.Option(None, help="[diffusion planners] guidance scale "
+                                            "(MA-CDMP, MA-Diffuser: zeta; MA-DD, MADiff: the "
+                                            "classifier-free weight w)"),
              warm_start: int = typer.Option(None, help="[macdmp planners] re-noise the "
                                             "previous plan to step k0 and denoise from there"),
              reference_compat: bool = typer.Option(False, help="public-code conventions")):
     """Paired evaluation of several policies; writes runs/evaluate/<timestamp>/.
 
-    Trained planners: --policies macdmp:<planner.pt>; their settings come from --sampler,
-    --sample-steps, --guidance, --warm-start or per policy as
+    Trained planners: --policies macdmp:<planner.pt> (and madiffuser:, madd:, madiff:); their
+    settings come from --sampler, --sample-steps, --guidance, --warm-start or per policy as
     macdmp:<planner.pt>?sampler=dpm1&sample_steps=10."""
     from radiorl.evaluation.report import print_table, write_evaluation
     from radiorl.evaluation.runner import evaluate as _evaluate
@@ -164,21 +175,34 @@ def evaluate(scenario: str = typer.Option(..., help="scenario name"),
 
 
 def _with_planner_options(policies: list[str], **opts) -> list[str]:
-    """Append the given planner options to every ``macdmp:`` policy (options already in a
-    policy's ``?key=value`` part win)."""
+    """Append the given planner options to every diffusion-planner policy (``macdmp:``,
+    ``madiffuser:``, ``madd:``, ``madiff:``) that takes them (options already in a policy's
+    ``?key=value`` part win)."""
+    from radiorl.schedulers.policies import PLANNER_OPTIONS
     given = {k: v for k, v in opts.items() if v is not None}
     if not given:
         return policies
-    if not any(p.startswith("macdmp:") for p in policies):
+
+    def prefix(p):
+        return p.split(":", 1)[0] if ":" in p else None
+    planners = [p for p in policies if prefix(p) in PLANNER_OPTIONS]
+    if not planners:
         _fail("--" + "/--".join(k.replace("_", "-") for k in given) + " apply to diffusion "
-              "planners; add a macdmp:<planner.pt> policy")
+              "planners; add a macdmp:<planner.pt> (or madiffuser:, madd:, madiff:) policy")
+    for k in given:
+        if not any(k in PLANNER_OPTIONS[prefix(p)] for p in planners):
+            _fail(f"--{k.replace('_', '-')} applies to "
+                  + ", ".join(f"{a}:" for a, o in PLANNER_OPTIONS.items() if k in o)
+                  + " policies only")
     out = []
     for p in policies:
-        if p.startswith("macdmp:"):
+        if prefix(p) in PLANNER_OPTIONS:
             path, _, query = p.partition("?")
             have = {q.split("=", 1)[0].replace("-", "_") for q in query.split("&") if q}
-            extra = [f"{k}={v}" for k, v in given.items() if k not in have]
-            p = path + "?" + "&".join([q for q in query.split("&") if q] + extra)
+            extra = [f"{k}={v}" for k, v in given.items()
+                     if k not in have and k in PLANNER_OPTIONS[prefix(p)]]
+            p = path + ("?" + "&".join([q for q in query.split("&") if q] + extra)
+                        if query or extra else "")
         out.append(p)
     return out
 
@@ -236,22 +260,38 @@ def _config_overrides(cls, items: list[str]) -> dict:
     return out
 
 
-TRAINERS = ("mappo", "macdmp")
+#: Offline learners: ``algo -> (module of the config class and preset_config, config class,
+#: module of train, label)``.
+OFFLINE = {
+    "macdmp": ("radiorl.agents.macdmp.model", "MACDMPConfig", "radiorl.agents.macdmp.train",
+               "MA-CDMP"),
+    "madiffuser": ("radiorl.agents.offline.diffuser", "MADiffuserConfig",
+                   "radiorl.agents.offline.diffuser", "MA-Diffuser"),
+    "madd": ("radiorl.agents.offline.decision_diffuser", "MADDConfig",
+             "radiorl.agents.offline.decision_diffuser", "MA-DD"),
+    "madiff": ("radiorl.agents.offline.madiff", "MADiffConfig", "radiorl.agents.offline.madiff",
+               "MADiff"),
+}
+TRAINERS = ("mappo",) + tuple(OFFLINE)
 
 
 @app.command()
-def train(algo: str = typer.Argument(..., help="mappo | macdmp"),
+def train(algo: str = typer.Argument(..., help="mappo | " + " | ".join(OFFLINE)),
           scenario: str = typer.Option(None, help="[mappo] conflict-8, cellular-19-hex, "
                                        "cellular-19-random, ..."),
-          dataset: str = typer.Option(None, help="[macdmp] offline dataset (radiorl collect)"),
-          preset: str = typer.Option(None, help="[macdmp] paper (default) | quick | realtime"),
-          horizon: int = typer.Option(None, help="[macdmp] planning horizon H (frames) [16]"),
-          steps: int = typer.Option(None, help="[macdmp] diffusion steps K [100]"),
-          guidance: float = typer.Option(None, help="[macdmp] default guidance scale zeta "
-                                         "[0.1]"),
+          dataset: str = typer.Option(None, help="[offline learners] offline dataset "
+                                      "(radiorl collect)"),
+          preset: str = typer.Option(None, help="[offline] paper (default) | quick | "
+                                     "realtime (macdmp)"),
+          horizon: int = typer.Option(None, help="[diffusion planners] planning horizon H "
+                                      "(frames) [16]"),
+          steps: int = typer.Option(None, help="[diffusion planners] diffusion steps K [100]"),
+          guidance: float = typer.Option(None, help="[diffusion planners] default guidance "
+                                         "(macdmp, madiffuser: zeta [0.1]; madd, madiff: "
+                                         "classifier-free weight w [1.2])"),
           no_mean_field: bool = typer.Option(False, "--no-mean-field",
                                              help="[macdmp] the ablation MA-CDMP w/o MF"),
-          epochs: int = typer.Option(None, help="[macdmp] epochs [100]"),
+          epochs: int = typer.Option(None, help="[offline] epochs [100]"),
           load: str = typer.Option("medium", help="[mappo] light|medium|heavy or a number"),
           mode: str = typer.Option("shared", help="[mappo] shared | separate"),
           episodes: int = typer.Option(None, help="[mappo] training iterations (each: --envs "
@@ -268,12 +308,13 @@ def train(algo: str = typer.Argument(..., help="mappo | macdmp"),
           rnn: str = typer.Option(None, help="[mappo] lstm | gru"),
           seed: int = typer.Option(0, help="training seed"),
           set_: list[str] = typer.Option(None, "--set", help="any other config field "
-                                         "(MAPPOConfig / MACDMPConfig), KEY=VALUE (repeatable), "
+                                         "(MAPPOConfig, MACDMPConfig, ...), KEY=VALUE "
+                                         "(repeatable), "
                                          "e.g. --set epochs=2"),
           out: str = typer.Option("runs", help="root folder of run directories"),
           resume: str = typer.Option(None, help="checkpoint or run folder to continue")):
-    """Train a learned allocator: MAPPO on a simulated network, or MA-CDMP on an offline
-    dataset; writes runs/train-<algo>/<timestamp>/ (checkpoints, training.csv, TensorBoard
+    """Train a learned allocator: MAPPO on a simulated network, or an offline learner (MA-CDMP
+    and its baselines) on an offline dataset; writes runs/train-<algo>/<timestamp>/ (checkpoints, training.csv, TensorBoard
     logs in tb/, figures/training_curve.png)."""
     from pathlib import Path
     if algo not in TRAINERS:
@@ -281,12 +322,13 @@ def train(algo: str = typer.Argument(..., help="mappo | macdmp"),
     if resume is not None and not Path(resume).exists():
         _fail(f"--resume: {resume} does not exist (a checkpoint .pt or a run folder with "
               "checkpoints/last.pt)")
-    if algo == "macdmp":
-        _train_macdmp(dataset, preset, horizon, steps, guidance, no_mean_field, epochs, lr, seed,
-                      set_ or [], out, resume, scenario)
+    if algo in OFFLINE:
+        _train_offline(algo, dataset, preset, horizon, steps, guidance, no_mean_field, epochs,
+                       lr, seed, set_ or [], out, resume, scenario)
         return
     if dataset is not None or preset is not None:
-        _fail("--dataset and --preset are MA-CDMP options (radiorl train macdmp)")
+        _fail("--dataset and --preset are options of the offline learners (radiorl train "
+              "macdmp|madiffuser|...)")
     if scenario is None:
         _fail("radiorl train mappo needs --scenario (e.g. conflict-8)")
     from radiorl.agents.mappo import MAPPOConfig, train as _train
@@ -317,42 +359,48 @@ def train(algo: str = typer.Argument(..., help="mappo | macdmp"),
                   f"mappo:{res['checkpoint']})")
 
 
-def _train_macdmp(dataset, preset, horizon, steps, guidance, no_mean_field, epochs, lr, seed,
-                  set_items, out, resume, scenario) -> None:
+def _train_offline(algo, dataset, preset, horizon, steps, guidance, no_mean_field, epochs, lr,
+                   seed, set_items, out, resume, scenario) -> None:
+    import importlib
     from pathlib import Path
-    from radiorl.agents.macdmp import MACDMPConfig, train as _train
-    from radiorl.agents.macdmp.model import preset_config
+    from radiorl.agents.offline import common
     from radiorl.runtime.files import make_run_dir
+    cfg_module, cfg_name, train_module, label = OFFLINE[algo]
     if scenario is not None:
-        _fail("MA-CDMP trains on an offline dataset: use --dataset (radiorl collect makes one), "
-              "not --scenario")
+        _fail(f"{label} trains on an offline dataset: use --dataset (radiorl collect makes "
+              "one), not --scenario")
     if dataset is None:
-        _fail("radiorl train macdmp needs --dataset (e.g. datasets/adhoc-quick.h5 from "
+        _fail(f"radiorl train {algo} needs --dataset (e.g. datasets/adhoc-quick.h5 from "
               "`radiorl collect --preset quick`)")
+    if no_mean_field and algo != "macdmp":
+        _fail("--no-mean-field is the MA-CDMP ablation (radiorl train macdmp)")
+    cm, tm = importlib.import_module(cfg_module), importlib.import_module(train_module)
     try:
         kw = dict(horizon=horizon, diffusion_steps=steps, guidance=guidance, epochs=epochs,
                   lr=lr, seed=seed)
         if no_mean_field:
             kw["mean_field"] = False
-        kw.update(_config_overrides(MACDMPConfig, set_items))
-        cfg = preset_config(preset or "paper", **kw)
+        kw.update(_config_overrides(getattr(cm, cfg_name), set_items))
+        cfg = cm.preset_config(preset or "paper", **kw)
         if not Path(dataset).is_file():
             raise ValueError(f"--dataset: {dataset} does not exist (make one with "
                              "`radiorl collect --preset quick`)")
-        from radiorl.agents.macdmp.train import open_training_data
-        open_training_data(dataset, cfg)          # layout and horizon checked before any work
+        check = getattr(tm, "open_training_data", None)
+        if check is not None:
+            check(dataset, cfg)                   # layout and horizon checked before any work
+        else:
+            common.open_training_data(dataset, cfg, label)
         run_dir = Path(resume) if resume is not None and Path(resume).is_dir() else \
-            make_run_dir("train-macdmp", out, {"dataset": str(dataset),
-                                               "preset": preset or "paper", **cfg.to_dict()})
-        res = _train(dataset, cfg, run_dir, resume=resume, log=console.print)
+            make_run_dir(f"train-{algo}", out, {"dataset": str(dataset),
+                                                "preset": preset or "paper", **cfg.to_dict()})
+        res = tm.train(dataset, cfg, run_dir, resume=resume, log=console.print)
     except ValueError as e:
         _fail(str(e))
     last = res["history"][-1]
-    msg = ", ".join(f"{k} {last[k]:.4f}" for k in ("valid_diffusion", "valid_value",
-                                                    "valid_inverse") if k in last)
+    msg = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("valid_"))
     console.print(f"trained {cfg.epochs} epochs x {cfg.steps_per_epoch} steps ({msg}); planner: "
                   f"[bold]{res['checkpoint']}[/bold] (use it as --policies "
-                  f"macdmp:{res['checkpoint']})")
+                  f"{algo}:{res['checkpoint']})")
 
 
 @app.command()

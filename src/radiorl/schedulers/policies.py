@@ -269,6 +269,18 @@ LEARNED = {
     "mappo": ("radiorl.agents.mappo.policy", "MAPPOPolicy", {"greedy": True}),
     "mappo-sampled": ("radiorl.agents.mappo.policy", "MAPPOPolicy", {"greedy": False}),
     "macdmp": ("radiorl.agents.macdmp.planner", "MACDMPPolicy", {}),
+    "madiffuser": ("radiorl.agents.offline.diffuser", "MADiffuserPolicy", {}),
+    "madd": ("radiorl.agents.offline.decision_diffuser", "MADDPolicy", {}),
+    "madiff": ("radiorl.agents.offline.madiff", "MADiffPolicy", {}),
+}
+#: Learned policies whose name takes planner settings after ``?`` (``key=value&...``), and
+#: the settings that ``radiorl evaluate --sampler/--sample-steps/--guidance/--warm-start``
+#: may add to them.
+PLANNER_OPTIONS = {
+    "macdmp": ("sampler", "sample_steps", "guidance", "warm_start"),
+    "madiffuser": ("sampler", "sample_steps", "guidance"),
+    "madd": ("sampler", "sample_steps", "guidance"),
+    "madiff": ("sampler", "sample_steps", "guidance"),
 }
 
 
@@ -307,7 +319,9 @@ def make_policy(name: str, env=None):
     execution, as the reference MAPPO evaluates); ``mappo-sampled:<checkpoint>`` samples its
     actions from the stochastic policy instead; ``macdmp:<planner.pt>[?key=value&...]`` is a
     trained MA-CDMP planner, the options being planner settings (``sampler``,
-    ``sample_steps``, ``guidance``, ``warm_start``, ...). ``mixture:<ε>`` is the offline
+    ``sample_steps``, ``guidance``, ``warm_start``, ...); ``madiffuser:``, ``madd:`` and
+    ``madiff:<planner.pt>[?...]`` are the offline diffusion baselines (MA-Diffuser, MA-DD,
+    MADiff), with their planners' settings as options. ``mixture:<ε>`` is the offline
     dataset's behaviour policy with random-request probability ``ε``."""
     import importlib
     learned = parse_learned(name)
@@ -322,7 +336,7 @@ def make_policy(name: str, env=None):
             prefix, path, opts = learned
         module, cls_name, fixed = LEARNED[prefix]
         cls = getattr(importlib.import_module(module), cls_name)
-        if opts and prefix != "macdmp":
+        if opts and prefix not in PLANNER_OPTIONS:
             raise ValueError(f"policy {name!r}: {prefix} policies take no options after '?'")
         pol = cls.from_checkpoint(path, env, **fixed, **opts)
         pol.name = name
