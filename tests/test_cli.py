@@ -1,4 +1,5 @@
 """The radiorl command as a user calls it."""
+import pytest
 from typer.testing import CliRunner
 
 from radiorl.cli import app
@@ -179,6 +180,42 @@ def test_train_and_evaluate_the_offline_diffusion_baselines(tmp_path):
         (["train", "madd", "--dataset", str(ds), "--no-mean-field"], "MA-CDMP ablation"),
         (["train", "madiff", "--dataset", str(ds), "--horizon", "41"], "longer than the"),
         (["train", "madiffuser", "--dataset", str(ds), "--set", "guidance=-1"], "guidance"),
+    ]
+    for args, msg in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert msg in " ".join(r.output.split()), (args, r.output)
+
+
+def test_train_and_evaluate_the_d3rlpy_baselines(tmp_path):
+    """`radiorl train cql|td3bc|dt` (the `offline` extra) and their policies in `radiorl
+    evaluate`, with MA-DT's target return as a policy option."""
+    pytest.importorskip("d3rlpy")
+    ds = tmp_path / "d.h5"
+    r = runner.invoke(app, ["collect", "--episodes", "4", "--frames", "40", "--workers", "1",
+                            "--out", str(ds)])
+    assert r.exit_code == 0, r.output
+    cks = {}
+    for algo, extra in (("cql", ["--set", "hidden=[16]"]), ("td3bc", ["--set", "hidden=[16]"]),
+                        ("dt", ["--set", "dt_context=4", "--set", "dt_layers=1"])):
+        r = runner.invoke(app, ["train", algo, "--dataset", str(ds), "--epochs", "1",
+                                "--set", "steps_per_epoch=2", "--set", "batch_size=8",
+                                "--out", str(tmp_path / "runs"), *extra])
+        assert r.exit_code == 0, (algo, r.output)
+        run = next((tmp_path / "runs" / f"train-{algo}").iterdir())
+        cks[algo] = run / "checkpoints" / "policy.pt"
+        assert cks[algo].is_file() and (run / "training.csv").is_file()
+    pols = [f"cql:{cks['cql']}", f"td3bc:{cks['td3bc']}", f"dt:{cks['dt']}?target_return=-1"]
+    r = runner.invoke(app, ["evaluate", "--scenario", "adhoc-8-2:6", "--policies",
+                            ",".join(pols), "--loads", "medium", "--seeds", "0", "--slots", "6",
+                            "--workers", "1", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    cases = [
+        (["evaluate", "--scenario", "adhoc-8-2:6", "--policies",
+          f"cql:{cks['cql']}?target_return=-1"], "take no options"),
+        (["evaluate", "--scenario", "adhoc-8-2:6", "--policies", f"td3bc:{cks['cql']}"],
+         "cql"),
+        (["train", "cql", "--dataset", str(ds), "--epochs", "0"], "epochs"),
     ]
     for args, msg in cases:
         r = runner.invoke(app, args)

@@ -6,6 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from radiorl.agents.offline.registry import OFFLINE
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="radiorl: fast radio-network simulators, classical schedulers and "
                        "learning-based allocators.")
@@ -84,6 +86,10 @@ def scenarios():
              "sampler, sample_steps, guidance (w), target_return, clip_x0")]:
         t.add_row(f"{algo}:<planner.pt>[?k=v&...]", "adhoc", "local_obs",
                   f"{what} trained with `radiorl train {algo}`; options: {opts}")
+    for algo, what in [("cql", "MA-CQL"), ("td3bc", "MA-TD3+BC"),
+                       ("dt", "MA-DT (option: target_return)")]:
+        t.add_row(f"{algo}:<policy.pt>", "adhoc", "local_obs",
+                  f"{what}, d3rlpy (extra 'offline'), trained with `radiorl train {algo}`")
     t.add_row("mixture:<eps>", "adhoc", "local_obs, local_traffic",
               "the offline dataset's behaviour policy with random-request probability eps")
     console.print(t)
@@ -260,18 +266,6 @@ def _config_overrides(cls, items: list[str]) -> dict:
     return out
 
 
-#: Offline learners: ``algo -> (module of the config class and preset_config, config class,
-#: module of train, label)``.
-OFFLINE = {
-    "macdmp": ("radiorl.agents.macdmp.model", "MACDMPConfig", "radiorl.agents.macdmp.train",
-               "MA-CDMP"),
-    "madiffuser": ("radiorl.agents.offline.diffuser", "MADiffuserConfig",
-                   "radiorl.agents.offline.diffuser", "MA-Diffuser"),
-    "madd": ("radiorl.agents.offline.decision_diffuser", "MADDConfig",
-             "radiorl.agents.offline.decision_diffuser", "MA-DD"),
-    "madiff": ("radiorl.agents.offline.madiff", "MADiffConfig", "radiorl.agents.offline.madiff",
-               "MADiff"),
-}
 TRAINERS = ("mappo",) + tuple(OFFLINE)
 
 
@@ -361,11 +355,10 @@ def train(algo: str = typer.Argument(..., help="mappo | " + " | ".join(OFFLINE))
 
 def _train_offline(algo, dataset, preset, horizon, steps, guidance, no_mean_field, epochs, lr,
                    seed, set_items, out, resume, scenario) -> None:
-    import importlib
     from pathlib import Path
-    from radiorl.agents.offline import common
     from radiorl.runtime.files import make_run_dir
-    cfg_module, cfg_name, train_module, label = OFFLINE[algo]
+    learner = OFFLINE[algo]
+    label = learner.label
     if scenario is not None:
         _fail(f"{label} trains on an offline dataset: use --dataset (radiorl collect makes "
               "one), not --scenario")
@@ -374,31 +367,26 @@ def _train_offline(algo, dataset, preset, horizon, steps, guidance, no_mean_fiel
               "`radiorl collect --preset quick`)")
     if no_mean_field and algo != "macdmp":
         _fail("--no-mean-field is the MA-CDMP ablation (radiorl train macdmp)")
-    cm, tm = importlib.import_module(cfg_module), importlib.import_module(train_module)
     try:
         kw = dict(horizon=horizon, diffusion_steps=steps, guidance=guidance, epochs=epochs,
                   lr=lr, seed=seed)
         if no_mean_field:
             kw["mean_field"] = False
-        kw.update(_config_overrides(getattr(cm, cfg_name), set_items))
-        cfg = cm.preset_config(preset or "paper", **kw)
+        kw.update(_config_overrides(learner.config_cls(), set_items))
+        cfg = learner.preset_config(preset or "paper", **kw)
         if not Path(dataset).is_file():
             raise ValueError(f"--dataset: {dataset} does not exist (make one with "
                              "`radiorl collect --preset quick`)")
-        check = getattr(tm, "open_training_data", None)
-        if check is not None:
-            check(dataset, cfg)                   # layout and horizon checked before any work
-        else:
-            common.open_training_data(dataset, cfg, label)
+        learner.check_dataset(dataset, cfg)       # layout and horizon checked before any work
         run_dir = Path(resume) if resume is not None and Path(resume).is_dir() else \
             make_run_dir(f"train-{algo}", out, {"dataset": str(dataset),
                                                 "preset": preset or "paper", **cfg.to_dict()})
-        res = tm.train(dataset, cfg, run_dir, resume=resume, log=console.print)
+        res = learner.train(dataset, cfg, run_dir, resume=resume, log=console.print)
     except ValueError as e:
         _fail(str(e))
     last = res["history"][-1]
     msg = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("valid_"))
-    console.print(f"trained {cfg.epochs} epochs x {cfg.steps_per_epoch} steps ({msg}); planner: "
+    console.print(f"trained {cfg.epochs} epochs x {cfg.steps_per_epoch} steps ({msg}); model: "
                   f"[bold]{res['checkpoint']}[/bold] (use it as --policies "
                   f"{algo}:{res['checkpoint']})")
 

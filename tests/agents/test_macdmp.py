@@ -246,7 +246,9 @@ def test_bad_planner_settings(trained):
     with pytest.raises(ValueError, match="ddpm sampler runs all K"):
         MACDMPPolicy.from_checkpoint(ck, sampler="ddpm", steps=5)
     with pytest.raises(ValueError, match="unknown planner settings"):
-        MACDMPPolicy.from_checkpoint(ck, temperature=3)
+        MACDMPPolicy.from_checkpoint(ck, temprature=0.5)
+    with pytest.raises(ValueError, match=r"temperature must be .*\[0, 10\]"):
+        MACDMPPolicy.from_checkpoint(ck, temperature=-1)
 
 
 def test_bad_config_values():
@@ -324,3 +326,20 @@ def test_compiled_planner_gives_the_same_plans():
     assert not torch.allclose(out[0][1][:, 1:], torch.zeros(1))      # a real plan was made
     with pytest.raises(ValueError, match="compile"):
         PlannerSettings.from_model(model, compile="yes")
+
+
+def test_temperature_zero_makes_the_ode_planner_deterministic(trained):
+    """temperature scales every noise draw: at 0 the DPM-Solver planner starts from the zero
+    trajectory and draws no noise, so different generators give the same plan; at 1 they
+    differ."""
+    run, _ = trained
+    model, _ = load_model(run / "checkpoints" / "planner.pt")
+    from radiorl.agents.macdmp.planner import Planner
+    obs = np.random.default_rng(6).integers(0, 40, (4, 4)).astype(np.float32)
+    plans = {}
+    for temp in (0.0, 1.0):
+        pl = Planner(model, PlannerSettings.from_model(model, sampler="dpm1", steps=3,
+                                                       guidance=0.0, temperature=temp))
+        plans[temp] = [pl.plan(obs, obs, torch.Generator().manual_seed(g))[1] for g in (1, 2)]
+    assert torch.equal(plans[0.0][0], plans[0.0][1])
+    assert not torch.equal(plans[1.0][0], plans[1.0][1])

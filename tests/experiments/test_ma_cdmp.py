@@ -14,8 +14,19 @@ torch.set_num_threads(1)
 
 TINY = {
     "dataset": {"preset": "quick", "episodes": 8, "frames": 60},
-    "train": dict(epochs=1, steps_per_epoch=3, dim=8, dim_mults=(1, 2), batch_size=16,
-                  mlp_hidden=32, mlp_layers=1, inverse_hidden=(32,), valid_batches=1),
+    "train": dict(epochs=1, steps_per_epoch=3, batch_size=16),
+    "train_by_algo": {
+        "macdmp": dict(dim=8, dim_mults=(1, 2), mlp_hidden=32, mlp_layers=1,
+                       inverse_hidden=(32,), valid_batches=1),
+        "madiffuser": dict(dim=8, dim_mults=(1, 2), valid_batches=1, horizon=4,
+                           diffusion_steps=10),
+        "madd": dict(dim=8, dim_mults=(1, 2), inverse_hidden=(16,), valid_batches=1,
+                     horizon=4, diffusion_steps=10),
+        "madiff": dict(dim=8, dim_mults=(1, 2), inverse_hidden=(16,), valid_batches=1,
+                       horizon=4, diffusion_steps=10, max_team=3),
+        "cql": dict(hidden=(16,)), "td3bc": dict(hidden=(16,)),
+        "dt": dict(dt_context=4, dt_layers=1),
+    },
     "eval": dict(frames=12, seeds=[0, 1], sampler="dpm1", sample_steps=2),
     "fig6_scenarios": ["adhoc-8-2:6", "adhoc-12"],
     "horizons": [4, 6],
@@ -90,6 +101,50 @@ def test_fig7_fig9_scaling_realtime(tiny, tmp_path):
     assert {r["scenario"] for r in sc} == {"adhoc-9-4:5", "adhoc-30"}
     rt = (tmp_path / "ma-cdmp-realtime" / "a" / "report.md").read_text()
     assert "real-time" in rt and "ms per frame" in rt
+
+
+def test_fig3_fig4_fig5_compare_the_offline_learners(tiny, tmp_path, monkeypatch):
+    """The baseline comparison on the tiny preset: every method trains through the shared
+    store, Fig. 3 reads the per-epoch evaluation of every method, Figs. 4 and 5 evaluate the
+    final models (ideal and limited RF) and say who wins."""
+    from radiorl.experiments import ma_cdmp_baselines as cmp
+    tiny_eval = {**TINY["train"], "eval_every": 1, "eval_scenarios": ("adhoc-8-2:6",),
+                 "eval_frames": 6}
+    monkeypatch.setitem(ma_cdmp.PRESETS["quick"], "train", tiny_eval)
+    monkeypatch.setitem(cmp.PRESETS, "quick", {"fig4_scenarios": ["adhoc-8-2:6"],
+                                               "fig5_scenarios": ["adhoc-8-2:6"]})
+    have_d3 = True
+    try:
+        import d3rlpy  # noqa: F401
+    except ImportError:
+        have_d3 = False
+        monkeypatch.setattr(cmp, "DTDE", {k: v for k, v in cmp.DTDE.items()
+                                          if v.get("algo") not in ("cql", "td3bc", "dt")})
+    labels = list(cmp.DTDE)
+    assert have_d3 or labels == ["MA-CDMP", "MA-Diffuser", "MA-DD"]
+    runs = {}
+    for name in ("ma-cdmp-fig3", "ma-cdmp-fig4", "ma-cdmp-fig5"):
+        fn, _, _ = get_experiment(name)
+        runs[name] = tmp_path / name / "a"
+        (runs[name] / "figures").mkdir(parents=True)
+        fn("quick", runs[name], workers=1)
+        assert "MA-CDMP" in (runs[name] / "report.md").read_text()
+    f3 = _rows(runs["ma-cdmp-fig3"] / "fig3.csv")
+    assert {r["method"] for r in f3} == set(labels)
+    assert all(r["epoch"] == "1" for r in f3)
+    assert (runs["ma-cdmp-fig3"] / "figures" / "fig3_training.png").is_file()
+    f4 = _rows(runs["ma-cdmp-fig4"] / "fig4.csv")
+    assert {r["policy"] for r in f4} == set(labels)
+    assert {r["rf"] for r in f4} == {"ideal", "limited"}
+    assert {r["scenario"] for r in f4} == {"adhoc-8-2:6", "adhoc-8-2:6-limited"}
+    report4 = (runs["ma-cdmp-fig4"] / "report.md").read_text()
+    assert "Who wins" in report4 and "limited RF, packet loss" in report4
+    assert (runs["ma-cdmp-fig4"] / "figures" / "fig4_throughput_mbps.png").is_file()
+    f5 = _rows(runs["ma-cdmp-fig5"] / "fig5.csv")
+    assert {r["policy"] for r in f5} == {"MA-CDMP", "MADiff"}
+    # one model per learner in the store, reused across the three figures
+    store = tmp_path / "ma-cdmp-models" / "quick"
+    assert len(list(store.iterdir())) == len(labels) + 1
 
 
 def test_unknown_preset_is_refused():

@@ -13,7 +13,8 @@ def register(name: str, description: str, config):
 
 
 def get_experiment(name: str):
-    from radiorl.experiments import ma_cdmp, marl_multicell, quickstart  # noqa: F401
+    from radiorl.experiments import (ma_cdmp, ma_cdmp_baselines, marl_multicell,  # noqa: F401
+                                     quickstart)
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; valid experiments: {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]

@@ -272,6 +272,9 @@ LEARNED = {
     "madiffuser": ("radiorl.agents.offline.diffuser", "MADiffuserPolicy", {}),
     "madd": ("radiorl.agents.offline.decision_diffuser", "MADDPolicy", {}),
     "madiff": ("radiorl.agents.offline.madiff", "MADiffPolicy", {}),
+    "cql": ("radiorl.agents.offline.d3rlpy_baselines", "D3rlpyPolicy", {"method": "cql"}),
+    "td3bc": ("radiorl.agents.offline.d3rlpy_baselines", "D3rlpyPolicy", {"method": "td3bc"}),
+    "dt": ("radiorl.agents.offline.d3rlpy_baselines", "D3rlpyPolicy", {"method": "dt"}),
 }
 #: Learned policies whose name takes planner settings after ``?`` (``key=value&...``), and
 #: the settings that ``radiorl evaluate --sampler/--sample-steps/--guidance/--warm-start``
@@ -321,7 +324,9 @@ def make_policy(name: str, env=None):
     trained MA-CDMP planner, the options being planner settings (``sampler``,
     ``sample_steps``, ``guidance``, ``warm_start``, ...); ``madiffuser:``, ``madd:`` and
     ``madiff:<planner.pt>[?...]`` are the offline diffusion baselines (MA-Diffuser, MA-DD,
-    MADiff), with their planners' settings as options. ``mixture:<ε>`` is the offline
+    MADiff), with their planners' settings as options; ``cql:``, ``td3bc:``, ``dt:<policy.pt>``
+    the d3rlpy learners (MA-CQL, MA-TD3+BC, MA-DT; ``dt:...?target_return=G``).
+    ``mixture:<ε>`` is the offline
     dataset's behaviour policy with random-request probability ``ε``."""
     import importlib
     learned = parse_learned(name)
@@ -336,7 +341,7 @@ def make_policy(name: str, env=None):
             prefix, path, opts = learned
         module, cls_name, fixed = LEARNED[prefix]
         cls = getattr(importlib.import_module(module), cls_name)
-        if opts and prefix not in PLANNER_OPTIONS:
+        if opts and prefix not in PLANNER_OPTIONS and prefix != "dt":
             raise ValueError(f"policy {name!r}: {prefix} policies take no options after '?'")
         pol = cls.from_checkpoint(path, env, **fixed, **opts)
         pol.name = name

@@ -24,7 +24,8 @@ guidance at ``k <= guide_stop``); ``guide_last`` (guide only the steps with
 (plans sampled per agent, the one with the highest ``J`` executed, as Diffuser does;
 1 = the paper's single plan); ``warm_start`` ``k0`` (the previous plan, shifted one frame, is
 re-noised to step ``k0`` and denoised from there instead of from pure noise; the first frame
-starts cold); ``jit`` (trace the denoiser and the return model with TorchScript for a faster small-batch
+starts cold); ``temperature`` (scales the initial and every intermediate noise draw; 1 =
+the model's distribution, < 1 plans closer to its mode, as Decision Diffuser's 0.5); ``jit`` (trace the denoiser and the return model with TorchScript for a faster small-batch
 forward); ``compile`` (``torch.compile`` the denoiser and the guidance gradient instead: the
 first plan per batch size compiles for tens of seconds, then a guided step is about 1.5x
 faster than with ``jit``; for long episodes, e.g. the faithful planner); ``parallel_guidance`` (compute the guidance gradient ``∇J(x_k)`` in a second thread
@@ -57,6 +58,7 @@ class PlannerSettings:
     clip_x0: float | None = 1.0
     candidates: int = 1
     warm_start: int | None = None
+    temperature: float = 1.0
     jit: bool = True
     compile: bool = False
     parallel_guidance: bool = False
@@ -87,6 +89,7 @@ class PlannerSettings:
         check_number("guide_last", self.guide_last, low=1, high=K, integer=True, allow_none=True)
         check_number("clip_x0", self.clip_x0, low=0, low_open=True, allow_none=True)
         check_number("candidates", self.candidates, low=1, high=1024, integer=True)
+        check_number("temperature", self.temperature, low=0, high=10)
         check_number("warm_start", self.warm_start, low=1, high=K, integer=True,
                      allow_none=True)
         if self.warm_start is not None and self.sampler == "ddpm" and self.steps not in (None, K):
@@ -227,7 +230,8 @@ class Planner:
                     prediction=cfg.prediction,
                     inpaint=Inpaint(mask, values), guide=guide,
                     guidance_scale=float(s.guidance), guide_stop=int(s.guide_stop),
-                    clip_x0=s.clip_x0, x_start=x_start, start_k=start_k, generator=generator)
+                    clip_x0=s.clip_x0, x_start=x_start, start_k=start_k,
+                    temperature=float(s.temperature), generator=generator)
         if n > 1:
             with torch.enable_grad():
                 score = self.model.value(x0, torch.zeros(B, dtype=torch.int64)).detach()

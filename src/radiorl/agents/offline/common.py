@@ -234,10 +234,13 @@ def evaluate_policy(policy, scenario: str, load, frames: int, seed: int) -> dict
 
 def evaluation_reward(make_policy, scenarios, cfg) -> dict:
     """``eval_every`` evaluation: one ``eval_frames`` episode per scenario (seed
-    ``eval_seed + i``, never a test seed), averaged."""
+    ``eval_seed + i``, never a test seed), averaged (``eval_mean_reward_std``: the standard
+    deviation of the episodes' rewards)."""
     rows = [evaluate_policy(make_policy(), sc, "medium", cfg.eval_frames, cfg.eval_seed + i)
             for i, sc in enumerate(scenarios)]
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    out["eval_mean_reward_std"] = float(np.std([r["eval_mean_reward"] for r in rows]))
+    return out
 
 
 def prepare_training(dataset_path, cfg, run_dir, label: str = "the planner"):

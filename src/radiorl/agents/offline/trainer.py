@@ -85,7 +85,9 @@ def eval_score(row: dict) -> tuple[float, float]:
     return (-float(row.get("eval_unstable", 0.0)), float(row["eval_mean_reward"]))
 
 
-def _best(history: list) -> tuple[tuple, int]:
+def best_evaluated(history: list) -> tuple[tuple, int]:
+    """``(eval_score, epoch)`` of the best evaluated epoch of ``history`` (``epoch`` 0 if none
+    was evaluated)."""
     ev = [(eval_score(h), h["epoch"]) for h in history if "eval_mean_reward" in h]
     return max(ev) if ev else ((-float("inf"), -float("inf")), 0)
 
@@ -132,7 +134,7 @@ def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], 
         log(f"resumed from {rp} at epoch {start}")
     cks.mkdir(parents=True, exist_ok=True)
     tb = SummaryWriter(str(run_dir / "tb"))
-    best_score, best_epoch = _best(history)
+    best_score, best_epoch = best_evaluated(history)
     t_start = time.perf_counter()
     wall0 = history[-1]["wall_s"] if history else 0.0
     total = cfg.epochs * cfg.steps_per_epoch
