@@ -65,7 +65,9 @@ def preset_config(preset: str) -> dict:
 
 
 def _variants(methods: dict) -> dict:
-    return {label.lower().replace("+", "").replace(" ", "-"): v for label, v in methods.items()}
+    """``{store name: variant}``: the learner's registry name (``macdmp`` for MA-CDMP, as in the
+    other MA-CDMP experiments, so the same model is found under the same folder)."""
+    return {v.get("algo", "macdmp"): v for v in methods.values()}
 
 
 def get_models(methods: dict, preset: str, run_dir, workers: int, console) -> dict[str, str]:
