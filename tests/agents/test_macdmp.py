@@ -1,41 +1,30 @@
-"""MA-CDMP: model, training (Algorithm 1), planner (Algorithm 2), checkpoints and bad input."""
+"""MA-CDMP: model, training (Algorithm 1) and planner (Algorithm 2).
+
+The contract MA-CDMP shares with the offline baselines (training artifacts, exact resume and
+its checks, checkpoint format, round trip and kind, dataset, config and planner-setting
+checks, the network's action range) is tested for all four planners in
+``tests/agents/offline/test_common.py``; the tiny dataset and trained run are the shared
+fixtures of ``tests/agents/conftest.py``.
+"""
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 import torch
 
 from radiorl.agents.macdmp import (MACDMPConfig, MACDMPPolicy, PlannerSettings, build_model,
                                    load_model, train)
-from radiorl.agents.macdmp.model import preset_config
-from radiorl.agents.macdmp.train import open_training_data
-from radiorl.data.collect import collect, preset_config as collect_config
 from radiorl.data.normalizers import Normalizer
-from radiorl.envs.scenarios import get_scenario
+from tests.agents.planners import METHODS, QUIET, make_env
 
 torch.set_num_threads(1)
 
-TINY = dict(horizon=4, dim=8, dim_mults=(1, 2), mlp_hidden=32, mlp_layers=2,
-            inverse_hidden=(32, 32), batch_size=32, epochs=2, steps_per_epoch=3,
-            valid_batches=1, sampler="dpm1", sample_steps=3, diffusion_steps=20)
+TINY = METHODS["macdmp"].tiny
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """A real (simulated) dataset: 8 trajectories x 120 frames of adhoc-8-2:6 and friends."""
-    path = tmp_path_factory.mktemp("ds") / "tiny.h5"
-    collect(path, collect_config("quick", episodes=8, frames=120), workers=1,
-            show_progress=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained(dataset, tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    cfg = MACDMPConfig(**TINY).validate()
-    res = train(dataset, cfg, run, show_progress=False, log=lambda *a: None)
-    return run, res
+def trained(tiny_runs):
+    return tiny_runs["macdmp"]
 
 
 def _norm(dim=4):
@@ -43,71 +32,14 @@ def _norm(dim=4):
 
 
 # ----------------------------------------------------------------------------- training
-def test_training_writes_history_checkpoints_and_figure(trained):
-    run, res = trained
-    h = res["history"]
-    assert [r["epoch"] for r in h] == [1, 2]
-    for k in ("train_inverse", "train_diffusion", "train_value", "valid_diffusion"):
-        assert all(np.isfinite(r[k]) for r in h), k
-    for f in ("checkpoints/last.pt", "checkpoints/planner.pt", "training.csv",
-              "figures/training_curve.png"):
-        assert (run / f).is_file(), f
-    assert list((run / "tb").iterdir())
-
-
 def test_loss_decreases_with_training(dataset, tmp_path):
     """Validation losses (fixed held-out batches) fall as training proceeds (measured with
     this seed: diffusion 0.965 → 0.793 from epoch 1 to 4)."""
     cfg = MACDMPConfig(**{**TINY, "epochs": 4, "steps_per_epoch": 40, "valid_batches": 2,
                           "ema": 0.0, "lr": 1e-3}).validate()
-    h = train(dataset, cfg, tmp_path, show_progress=False, log=lambda *a: None)["history"]
+    h = train(dataset, cfg, tmp_path, **QUIET)["history"]
     assert h[-1]["valid_diffusion"] < 0.9 * h[0]["valid_diffusion"]
     assert h[-1]["valid_total"] < 0.9 * h[0]["valid_total"]
-
-
-def test_same_seed_same_weights_and_resume_is_exact(dataset, trained, tmp_path):
-    run, _ = trained
-    cfg1 = MACDMPConfig(**{**TINY, "epochs": 1}).validate()
-    train(dataset, cfg1, tmp_path, show_progress=False, log=lambda *a: None)
-    cfg2 = MACDMPConfig(**TINY).validate()
-    train(dataset, cfg2, tmp_path, resume=tmp_path, show_progress=False, log=lambda *a: None)
-    a, _ = load_model(run / "checkpoints" / "planner.pt")
-    b, _ = load_model(tmp_path / "checkpoints" / "planner.pt")
-    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.equal(p, q), n
-
-
-def test_resume_rejects_another_config(dataset, trained, tmp_path):
-    run, _ = trained
-    cfg = MACDMPConfig(**{**TINY, "horizon": 6}).validate()
-    with pytest.raises(ValueError, match="horizon"):
-        train(dataset, cfg, tmp_path, resume=run, show_progress=False, log=lambda *a: None)
-    cfg = MACDMPConfig(**{**TINY, "mean_field": False}).validate()
-    with pytest.raises(ValueError, match="mean_field"):
-        train(dataset, cfg, tmp_path, resume=run, show_progress=False, log=lambda *a: None)
-
-
-def test_save_load_round_trip(trained):
-    run, _ = trained
-    blob = torch.load(run / "checkpoints" / "planner.pt", weights_only=True)
-    model, blob2 = load_model(run / "checkpoints" / "planner.pt")
-    assert blob2["config"] == blob["config"]
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, blob["model"][k]), k
-    assert model.normalizer.to_dict() == blob["normalizer"]
-    env = get_scenario("adhoc-8-2:6").make_env("medium", batch=2, episode_slots=10)
-    acts = []
-    for _ in range(2):
-        pol = MACDMPPolicy.from_checkpoint(run / "checkpoints" / "planner.pt", env)
-        obs, state = env.reset(seed=3)
-        ps = pol.reset(env, env.batch, seed=5)
-        out = []
-        for _ in range(3):
-            a, ps = pol.act(obs, env.policy_view(state, pol.requires), ps)
-            out.append(a)
-            obs, *_, state = env.step(state, a)
-        acts.append(np.stack(out))
-    assert np.array_equal(acts[0], acts[1])
 
 
 # ----------------------------------------------------------------------------- inverse model
@@ -149,7 +81,7 @@ def test_planner_sees_only_own_and_one_hop_mean_field(trained):
     """Agent i's request depends on (o_i, ō_i) and its own noise only: changing a node that
     is not i's neighbour (nor i) leaves i's request unchanged; ō_i is the 1-hop mean."""
     run, _ = trained
-    env = get_scenario("adhoc-9-4:5").make_env("medium", batch=1, episode_slots=10)
+    env = make_env("adhoc-9-4:5", batch=1, slots=10)
     pol = MACDMPPolicy.from_checkpoint(run / "checkpoints" / "planner.pt", env)
     assert pol.requires == frozenset({"local_obs", "mean_field_obs"})
     obs, state = env.reset(seed=11)
@@ -186,10 +118,10 @@ def test_planner_sees_only_own_and_one_hop_mean_field(trained):
 
 def test_without_mean_field_requires_only_local_obs(dataset, tmp_path):
     cfg = MACDMPConfig(**{**TINY, "epochs": 1, "mean_field": False}).validate()
-    res = train(dataset, cfg, tmp_path, show_progress=False, log=lambda *a: None)
+    res = train(dataset, cfg, tmp_path, **QUIET)
     model, _ = load_model(res["checkpoint"])
     assert model.cfg.channels == 4
-    env = get_scenario("adhoc-8-2:6").make_env("medium", batch=1, episode_slots=10)
+    env = make_env(batch=1, slots=10)
     pol = MACDMPPolicy.from_checkpoint(res["checkpoint"], env)
     assert pol.requires == frozenset({"local_obs"})
     obs, state = env.reset(seed=0)
@@ -235,60 +167,10 @@ def test_candidates_pick_the_highest_return(trained):
     assert torch.allclose(j_best, j_all.max(1).values, atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- bad input
-def test_bad_planner_settings(trained):
+def test_planner_temperature_range(trained):
     run, _ = trained
-    ck = run / "checkpoints" / "planner.pt"
-    with pytest.raises(ValueError, match="sampler must be one of"):
-        MACDMPPolicy.from_checkpoint(ck, sampler="euler")
-    with pytest.raises(ValueError, match=r"sample_steps must be .*\[1, 20\]"):
-        MACDMPPolicy.from_checkpoint(ck, sampler="dpm1", steps=0)
-    with pytest.raises(ValueError, match="ddpm sampler runs all K"):
-        MACDMPPolicy.from_checkpoint(ck, sampler="ddpm", steps=5)
-    with pytest.raises(ValueError, match="unknown planner settings"):
-        MACDMPPolicy.from_checkpoint(ck, temprature=0.5)
     with pytest.raises(ValueError, match=r"temperature must be .*\[0, 10\]"):
-        MACDMPPolicy.from_checkpoint(ck, temperature=-1)
-
-
-def test_bad_config_values():
-    with pytest.raises(ValueError, match="diffusion_steps"):
-        MACDMPConfig(diffusion_steps=0).validate()
-    with pytest.raises(ValueError, match="horizon"):
-        MACDMPConfig(horizon=1).validate()
-    with pytest.raises(ValueError, match="sampler must be one of"):
-        MACDMPConfig(sampler="heun").validate()
-    with pytest.raises(ValueError, match="preset"):
-        preset_config("fast")
-
-
-def test_horizon_longer_than_episodes_is_refused_before_training(dataset):
-    cfg = MACDMPConfig(**{**TINY, "horizon": 121}).validate()
-    with pytest.raises(ValueError, match=r"horizon H = 121 is longer than the dataset's episodes"):
-        open_training_data(dataset, cfg)
-
-
-def test_dataset_with_another_observation_layout_is_refused(dataset, tmp_path):
-    bad = tmp_path / "bad.h5"
-    bad.write_bytes(dataset.read_bytes())
-    with h5py.File(bad, "r+") as f:
-        f.attrs["obs_dim"] = 6
-    with pytest.raises(ValueError, match="obs_dim"):
-        open_training_data(bad, MACDMPConfig(**TINY).validate())
-
-
-def test_checkpoint_from_another_learner_is_refused(tmp_path):
-    torch.save({"algo": "mappo", "version": 1}, tmp_path / "m.pt")
-    with pytest.raises(ValueError, match="not a MA-CDMP checkpoint"):
-        load_model(tmp_path / "m.pt")
-
-
-def test_planner_refuses_a_network_with_another_action_range(trained):
-    run, _ = trained
-    env = get_scenario("adhoc-8-2:6").make_env("medium", batch=1, episode_slots=10,
-                                               max_request=10)
-    with pytest.raises(ValueError, match="max_request"):
-        MACDMPPolicy.from_checkpoint(run / "checkpoints" / "planner.pt", env)
+        MACDMPPolicy.from_checkpoint(run / "checkpoints" / "planner.pt", temperature=-1)
 
 
 def test_parallel_guidance_gives_the_same_plans(trained):

@@ -44,17 +44,22 @@ normalizer (data in [−1, 1], so ``clip_x0 = 1`` is meaningful; pitfall 1); dis
 ``γ = 0.99`` for eq. 14; Adam 2e-4, batch 256, EMA 0.995 of the weights (Diffuser /
 Decision Diffuser); diffusion loss zero at the clamped first position and the clamped
 position also clamped in the noisy training input (pitfall 8).
+
+The fields, checks, checkpoint format and inverse-dynamics head that MA-CDMP shares with the
+offline baselines are in :mod:`radiorl.agents.offline.common`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from radiorl.diffusion import SCHEDULES, NoiseSchedule, denoising_loss, noisy_inputs
-from radiorl.agents.offline.common import OBS_DIM, SAMPLERS, check_sampler  # noqa: F401
-from radiorl.agents.offline.trainer import check_loop_config
+from radiorl.agents.offline.common import (OBS_DIM, SAMPLERS, Checkpoints,  # noqa: F401
+                                           InverseDynamics, PlannerConfig, PlannerModel,
+                                           check_inverse_fields, check_sampler,
+                                           config_from_preset)
+from radiorl.diffusion import NoiseSchedule, denoising_loss, noisy_inputs
 from radiorl.envs.base import check_number
 from radiorl.nn import MLP, MLPDenoiser, TemporalUNet, TemporalValueNet
 
@@ -62,140 +67,56 @@ CHECKPOINT_VERSION = 1
 
 
 @dataclass
-class MACDMPConfig:
-    """Model, training and default planning settings (see the module docstring)."""
+class MACDMPConfig(PlannerConfig):
+    """Model, training and default planning settings (see the module docstring; the fields
+    shared with the offline baselines are documented in
+    :class:`~radiorl.agents.offline.common.PlannerConfig`)."""
+
+    LABEL = "MA-CDMP"
+    TUPLES = PlannerConfig.TUPLES + ("inverse_hidden",)
+    LOSS_TERMS = ("inverse dynamics", "diffusion", "return model")
 
     # model
-    horizon: int = 16
-    diffusion_steps: int = 100
-    schedule: str = "cosine"
-    prediction: str = "x0"
     mean_field: bool = True
     denoiser: str = "unet"
     value_net: str = "unet"
-    dim: int = 16
-    dim_mults: tuple = (1, 2, 4, 8)
     mlp_hidden: int = 256
     mlp_layers: int = 3
     inverse_hidden: tuple = (256, 256)
     inverse_loss: str = "mse"
     inverse_target: str = "request"
-    normalizer: str = "limits"
-    gamma: float = 0.99
-    # training (paper: 100 epochs x 1,000 steps)
-    epochs: int = 100
-    steps_per_epoch: int = 1000
-    batch_size: int = 256
-    lr: float = 2e-4
-    ema: float = 0.995
-    grad_clip: float = 1.0
-    loss_weights: tuple = (1.0, 1.0, 1.0)      # (inverse dynamics, diffusion, return model)
-    valid_fraction: float = 0.05
-    valid_batches: int = 8
-    checkpoint_every: int = 1
-    # periodic evaluation in the simulator during training (0 = never)
-    eval_every: int = 0
-    eval_scenarios: tuple = ()                 # () = every scenario of the dataset
-    eval_frames: int = 200
-    eval_seed: int = 12345
-    eval_sampler: str = "dpm1"
-    eval_sample_steps: int = 10
-    select_checkpoint: str = "last"            # or "best_eval" (agents.offline.trainer)
-    # default planner (stored with the model; `radiorl evaluate` options override it)
-    sampler: str = "ddpm"
-    sample_steps: int | None = None
-    guidance: float = 0.1
+    # training: (inverse dynamics, diffusion, return model)
+    loss_weights: tuple = (1.0, 1.0, 1.0)
+    # default planner
     guide_stop: int = 2
-    clip_x0: float | None = 1.0
     candidates: int = 1
     guide_last: int | None = None
     warm_start: int | None = None
-    # run
-    seed: int = 0
-    threads: int = 0
 
     def validate(self) -> "MACDMPConfig":
-        check_number("horizon", self.horizon, low=2, high=512, integer=True)
-        check_number("diffusion_steps", self.diffusion_steps, low=1, high=10_000, integer=True)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.prediction not in ("epsilon", "x0"):
-            raise ValueError(f"prediction must be 'epsilon' or 'x0', got {self.prediction!r}")
+        super().validate()
         if not isinstance(self.mean_field, bool):
             raise ValueError(f"mean_field must be true or false, got {self.mean_field!r}")
         if self.denoiser not in ("unet", "mlp"):
             raise ValueError(f"denoiser must be 'unet' or 'mlp', got {self.denoiser!r}")
         if self.value_net not in ("unet", "mlp"):
             raise ValueError(f"value_net must be 'unet' or 'mlp', got {self.value_net!r}")
-        check_number("dim", self.dim, low=1, high=1024, integer=True)
-        self.dim_mults = tuple(int(check_number("dim_mults", m, low=1, high=64, integer=True))
-                               for m in (self.dim_mults or ()))
-        if not self.dim_mults:
-            raise ValueError("dim_mults must list at least one level, e.g. [1, 2, 4, 8]")
         check_number("mlp_hidden", self.mlp_hidden, low=1, high=8192, integer=True)
         check_number("mlp_layers", self.mlp_layers, low=1, high=32, integer=True)
-        self.inverse_hidden = tuple(int(check_number("inverse_hidden", h, low=1, high=8192,
-                                                     integer=True))
-                                    for h in (self.inverse_hidden or ()))
-        if self.inverse_loss not in ("mse", "ce"):
-            raise ValueError(f"inverse_loss must be 'mse' or 'ce', got {self.inverse_loss!r}")
-        if self.inverse_target not in ("request", "grant"):
-            raise ValueError(f"inverse_target must be 'request' or 'grant', got "
-                             f"{self.inverse_target!r}")
-        if self.normalizer not in ("limits", "gaussian"):
-            raise ValueError(f"normalizer must be 'limits' or 'gaussian', got "
-                             f"{self.normalizer!r}")
-        check_number("gamma", self.gamma, low=0, high=1, low_open=True)
-        check_number("batch_size", self.batch_size, low=1, high=1 << 20, integer=True)
-        lw = tuple(self.loss_weights or ())
-        if len(lw) != 3:
-            raise ValueError("loss_weights must be 3 numbers >= 0 (inverse dynamics, diffusion, "
-                             f"return model), got {self.loss_weights!r}")
-        self.loss_weights = tuple(check_number("loss_weights", w, low=0) for w in lw)
-        check_number("valid_fraction", self.valid_fraction, low=0, high=0.5)
-        check_number("valid_batches", self.valid_batches, low=1, high=10_000, integer=True)
-        check_loop_config(self)
-        self.eval_scenarios = tuple(str(x) for x in (self.eval_scenarios or ()))
-        check_number("eval_frames", self.eval_frames, low=1, integer=True)
-        check_number("eval_seed", self.eval_seed, low=0, integer=True)
-        check_sampler(self.eval_sampler, self.eval_sample_steps, self.diffusion_steps,
-                      "eval_sampler", "eval_sample_steps")
-        check_sampler(self.sampler, self.sample_steps, self.diffusion_steps)
-        check_number("guidance", self.guidance, low=0)
+        check_inverse_fields(self)
         check_number("guide_stop", self.guide_stop, low=0, high=self.diffusion_steps,
                      integer=True)
-        check_number("clip_x0", self.clip_x0, low=0, low_open=True, allow_none=True)
         check_number("candidates", self.candidates, low=1, high=1024, integer=True)
         check_number("guide_last", self.guide_last, low=1, high=self.diffusion_steps,
                      integer=True, allow_none=True)
         check_number("warm_start", self.warm_start, low=1, high=self.diffusion_steps,
                      integer=True, allow_none=True)
-        check_number("seed", self.seed, low=0, integer=True)
-        check_number("threads", self.threads, low=0, high=1024, integer=True)
         return self
 
     @property
     def channels(self) -> int:
         """Channels ``C`` of a planned trajectory: 8 with the mean field, 4 without."""
         return 2 * OBS_DIM if self.mean_field else OBS_DIM
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("dim_mults", "inverse_hidden", "loss_weights", "eval_scenarios"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MACDMPConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown MA-CDMP config fields {unknown}")
-        kw = dict(d)
-        for k in ("dim_mults", "inverse_hidden", "loss_weights", "eval_scenarios"):
-            if k in kw and kw[k] is not None:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
 
 
 #: Fields that define the networks: a checkpoint can only be resumed / loaded into a model
@@ -205,21 +126,18 @@ ARCHITECTURE_FIELDS = ("horizon", "diffusion_steps", "schedule", "prediction", "
                        "inverse_hidden", "inverse_loss", "inverse_target", "normalizer")
 
 
-
-class MACDMPModel(nn.Module):
+class MACDMPModel(InverseDynamics, PlannerModel):
     """The three networks of MA-CDMP plus the dataset facts needed to run them.
 
     ``max_request``: largest RB request (actions are ``0 … max_request``);
     ``normalizer``: the obs :class:`~radiorl.data.normalizers.Normalizer` (used for ``x`` and
     ``x̄``); ``return_scale``: the dataset's ``max |y|`` (``J`` predicts ``y / return_scale``).
+    The inverse dynamics ``f_φ`` (``inverse_model``, ``inverse_logits``, ``inverse_actions``)
+    is the shared :class:`~radiorl.agents.offline.common.InverseDynamics` head.
     """
 
     def __init__(self, cfg: MACDMPConfig, max_request: int, normalizer, return_scale: float):
-        super().__init__()
-        cfg.validate()
-        self.cfg = cfg
-        self.max_request = int(check_number("max_request", max_request, low=1, integer=True))
-        self.normalizer = normalizer
+        super().__init__(cfg, max_request, normalizer)
         self.return_scale = float(return_scale)
         H, C = cfg.horizon, cfg.channels
         if cfg.denoiser == "unet":
@@ -231,23 +149,8 @@ class MACDMPModel(nn.Module):
             self.value_model = TemporalValueNet(C, H, dim=cfg.dim, dim_mults=cfg.dim_mults)
         else:
             self.value_model = _MLPValue(C, H, cfg.mlp_hidden, cfg.mlp_layers, cfg.dim)
-        n_out = 1 if cfg.inverse_loss == "mse" else self.max_request + 1
-        self.inverse_model = MLP(2 * OBS_DIM, n_out, hidden=cfg.inverse_hidden,
-                                 activation="relu")
+        self.inverse_model = self.inverse_mlp()
         self.schedule = NoiseSchedule.make(cfg.schedule, cfg.diffusion_steps)
-
-    # ------------------------------------------------------------------ pieces
-    def inverse_logits(self, o_t: torch.Tensor, o_next: torch.Tensor) -> torch.Tensor:
-        """``[..., 4]`` normalized obs pairs → ``[..., 1]`` (mse) or ``[..., A+1]`` (ce)."""
-        return self.inverse_model(torch.cat([o_t, o_next], dim=-1))
-
-    def inverse_actions(self, o_t: torch.Tensor, o_next: torch.Tensor) -> torch.Tensor:
-        """Requested RBs (int64, ``[...]``, in ``[0, max_request]``) for the transitions."""
-        out = self.inverse_logits(o_t, o_next)
-        if self.cfg.inverse_loss == "mse":
-            a = torch.round(out[..., 0].clamp(0.0, 1.0) * self.max_request)
-            return a.to(torch.int64)
-        return out.argmax(dim=-1)
 
     def value(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """``J_ψ(x_k, k)`` ``[B]`` in units of ``return_scale``."""
@@ -264,12 +167,7 @@ class MACDMPModel(nn.Module):
         y = torch.as_tensor(batch["y_scaled"], dtype=traj.dtype)
         B, H, C = traj.shape
         # inverse dynamics on every (o_t, o_{t+1}) pair of the window
-        out = self.inverse_logits(x[:, :-1], x[:, 1:])
-        if cfg.inverse_loss == "mse":
-            l_inv = ((out[..., 0] - a[:, :-1].to(out.dtype) / self.max_request) ** 2).mean()
-        else:
-            l_inv = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
-                                                a[:, :-1].reshape(-1).clamp(0, self.max_request))
+        l_inv = self.inverse_loss(x[:, :-1], x[:, 1:], a[:, :-1])
         # diffusion: k ~ U{1..K}, forward noising, first position clamped (inpainted)
         known = torch.zeros(1, H, C, dtype=torch.bool)
         known[:, 0] = True
@@ -280,8 +178,6 @@ class MACDMPModel(nn.Module):
         w = cfg.loss_weights
         total = w[0] * l_inv + w[1] * l_eps + w[2] * l_val
         return {"total": total, "inverse": l_inv, "diffusion": l_eps, "value": l_val}
-
-
 class _MLPValue(nn.Module):
     """Flattened-trajectory return model ``[B, H, C]`` + sinusoidal step embedding → ``[B]``."""
 
@@ -309,45 +205,13 @@ def build_model(cfg: MACDMPConfig, max_request: int, normalizer, return_scale: f
 
 
 # --------------------------------------------------------------------------- checkpoints
-def model_blob(model: MACDMPModel, dataset_info: dict, **extra) -> dict:
-    """The checkpoint dict of ``model`` (weights plus everything needed to rebuild it)."""
-    return {"version": CHECKPOINT_VERSION, "algo": "macdmp", "config": model.cfg.to_dict(),
-            "max_request": model.max_request, "normalizer": model.normalizer.to_dict(),
-            "return_scale": model.return_scale, "dataset": dict(dataset_info),
-            "model": model.state_dict(), **extra}
-
-
-def save_model(path, model: MACDMPModel, dataset_info: dict, **extra):
-    """Atomic save of :func:`model_blob` (loadable with ``weights_only=True``)."""
-    from radiorl.runtime.checkpoints import save_checkpoint
-    return save_checkpoint(path, model_blob(model, dataset_info, **extra))
-
-
-def load_blob(path) -> dict:
-    """An MA-CDMP checkpoint dict (``torch.load(weights_only=True)``; clear error otherwise)."""
-    from radiorl.runtime.checkpoints import load_checkpoint
-    return load_checkpoint(path, "macdmp", CHECKPOINT_VERSION, "MA-CDMP")
-
-
-def load_model(path, weights: str = "model") -> tuple[MACDMPModel, dict]:
-    """Rebuild the model of checkpoint ``path`` (``weights``: ``"model"`` or ``"ema"``)."""
-    from radiorl.data.normalizers import Normalizer
-    blob = load_blob(path)
-    try:
-        cfg = MACDMPConfig.from_dict(blob["config"]).validate()
-        model = MACDMPModel(cfg, blob["max_request"], Normalizer.from_dict(blob["normalizer"]),
-                            blob["return_scale"])
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"checkpoint {path} is incomplete ({e})") from None
-    state = blob.get(weights)
-    if state is None:
-        raise ValueError(f"checkpoint {path} holds no {weights!r} weights")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not fit its own config ({e})") from None
-    return model, blob
-
+#: The MA-CDMP checkpoint format (``algo = "macdmp"``; dataset fact ``return_scale``).
+CHECKPOINTS = Checkpoints("macdmp", CHECKPOINT_VERSION, "MA-CDMP", MACDMPConfig, MACDMPModel,
+                          facts=("return_scale",), architecture=ARCHITECTURE_FIELDS)
+model_blob = CHECKPOINTS.blob
+save_model = CHECKPOINTS.save
+load_blob = CHECKPOINTS.load_blob
+load_model = CHECKPOINTS.load_model
 
 #: Named starting points for :class:`MACDMPConfig` (``radiorl train macdmp --preset``).
 #: ``paper``: the paper's budget (100 epochs x 1,000 steps) and planner (U-Net, K = 100 DDPM,
@@ -365,8 +229,4 @@ PRESETS = {
 
 def preset_config(preset: str = "paper", **overrides) -> MACDMPConfig:
     """:class:`MACDMPConfig` of ``preset`` with ``overrides`` (``None`` values ignored)."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    kw = dict(PRESETS[preset])
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return MACDMPConfig(**kw).validate()
+    return config_from_preset(MACDMPConfig, PRESETS, preset, overrides)

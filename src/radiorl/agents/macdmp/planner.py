@@ -34,16 +34,16 @@ on 2 cores).
 """
 from __future__ import annotations
 
-import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from radiorl.agents.macdmp.model import OBS_DIM, MACDMPModel, check_sampler
-from radiorl.diffusion import Inpaint, compiled_value_guide, sample, value_guide
+from radiorl.agents.macdmp.model import CHECKPOINTS, OBS_DIM, MACDMPModel
+from radiorl.agents.offline.common import (DiffusionPlanner, PlannerPolicy, TracedCache,
+                                           check_planner_settings, plan_inputs, settings_from)
+from radiorl.diffusion import compiled_value_guide, sample, value_guide
 from radiorl.envs.base import check_number
-from radiorl.schedulers.tdma import RequestPolicy
 
 
 @dataclass
@@ -65,29 +65,20 @@ class PlannerSettings:
 
     @classmethod
     def from_model(cls, model: MACDMPModel, **overrides) -> "PlannerSettings":
+        """The model's stored planner with ``overrides`` (another sampler without a step count:
+        DDPM runs all K steps; the others keep the model's step count if it had one, else
+        visit every level)."""
         c = model.cfg
-        s = cls(sampler=c.sampler, steps=c.sample_steps, guidance=c.guidance,
-                guide_stop=c.guide_stop, clip_x0=c.clip_x0, candidates=c.candidates,
-                guide_last=c.guide_last, warm_start=c.warm_start)
-        if "sampler" in overrides and "steps" not in overrides and \
-                overrides["sampler"] != c.sampler:
-            # another sampler without a step count: DDPM runs all K steps; the others keep
-            # the model's step count if it had one, else visit every level
-            s.steps = None if overrides["sampler"] == "ddpm" or c.sampler == "ddpm" else s.steps
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise ValueError(f"unknown planner settings {bad}; valid: {sorted(names)}")
-        s = replace(s, **{k: v for k, v in overrides.items() if v is not None or k in
-                          ("steps", "guide_last", "warm_start", "clip_x0")})
-        return s.validate(c.diffusion_steps)
+        base = dict(sampler=c.sampler, steps=c.sample_steps, guidance=c.guidance,
+                    guide_stop=c.guide_stop, clip_x0=c.clip_x0, candidates=c.candidates,
+                    guide_last=c.guide_last, warm_start=c.warm_start)
+        return settings_from(cls, c, base, overrides, c.diffusion_steps,
+                             optional=("steps", "guide_last", "warm_start", "clip_x0"))
 
     def validate(self, K: int) -> "PlannerSettings":
-        check_sampler(self.sampler, self.steps, K, "sampler", "sample_steps")
-        check_number("guidance", self.guidance, low=0)
+        check_planner_settings(self, K)
         check_number("guide_stop", self.guide_stop, low=0, high=K, integer=True)
         check_number("guide_last", self.guide_last, low=1, high=K, integer=True, allow_none=True)
-        check_number("clip_x0", self.clip_x0, low=0, low_open=True, allow_none=True)
         check_number("candidates", self.candidates, low=1, high=1024, integer=True)
         check_number("temperature", self.temperature, low=0, high=10)
         check_number("warm_start", self.warm_start, low=1, high=K, integer=True,
@@ -95,8 +86,6 @@ class PlannerSettings:
         if self.warm_start is not None and self.sampler == "ddpm" and self.steps not in (None, K):
             raise ValueError("warm_start with the ddpm sampler runs every step below k0; leave "
                              "sample_steps unset")
-        if not isinstance(self.jit, bool):
-            raise ValueError(f"jit must be true or false, got {self.jit!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
         if not isinstance(self.parallel_guidance, bool):
@@ -108,44 +97,31 @@ class PlannerSettings:
         return asdict(self)
 
 
-class Planner:
+class Planner(DiffusionPlanner):
     """Batched MA-CDMP planning for ``M`` agents (see the module docstring)."""
 
+    settings_class = PlannerSettings
+
     def __init__(self, model: MACDMPModel, settings: PlannerSettings | None = None):
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.settings = (settings or PlannerSettings.from_model(model)).validate(
-            model.cfg.diffusion_steps)
-        self.cfg = model.cfg
+        super().__init__(model, settings)
         self._eps = None
         self._value = None
         self._pool = None
 
-    def _eps_model(self, example: torch.Tensor):
+    def _eps_model(self):
+        """The denoiser: compiled (``compile``), traced per input shape (``jit``) or eager."""
         if self._eps is None:
             if self.settings.compile:
                 self._eps = torch.compile(self.model.eps_model, dynamic=False)
-            elif self.settings.jit:
-                k = torch.ones(example.shape[0], dtype=torch.int64)
-                with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")      # trace deprecation / shape notes
-                    traced = torch.jit.trace(self.model.eps_model, (example, k),
-                                             check_trace=False)
-                    self._eps = torch.jit.freeze(traced.eval())
             else:
-                self._eps = self.model.eps_model
+                self._eps = TracedCache(self.model.eps_model, self.settings.jit, freeze=True)
         return self._eps
 
-    def _value_model(self, example: torch.Tensor):
+    def _value_model(self):
+        """The return model ``J``, traced per input shape (``jit``, not frozen: guidance needs
+        its input gradient) or eager."""
         if self._value is None:
-            self._value = self.model.value_model
-            if self.settings.jit:
-                k = torch.ones(example.shape[0], dtype=torch.int64)
-                with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self._value = torch.jit.trace(self.model.value_model, (example, k),
-                                                  check_trace=False)
+            self._value = TracedCache(self.model.value_model, self.settings.jit, freeze=False)
         return self._value
 
     def _parallel(self, eps, guide):
@@ -169,12 +145,12 @@ class Planner:
             return guide(x, k)
         return model, guided
 
-    def _guide(self, example: torch.Tensor):
+    def _guide(self):
         s = self.settings
         if s.guidance <= 0:
             return None
         base = compiled_value_guide(self.model.value_model) if s.compile else \
-            value_guide(self._value_model(example))
+            value_guide(self._value_model())
         if s.guide_last is None:
             return base
         last = int(s.guide_last)
@@ -187,15 +163,12 @@ class Planner:
 
     def normalized_condition(self, obs: np.ndarray, mf_obs: np.ndarray | None) -> torch.Tensor:
         """Raw ``obs`` (and ``mf_obs``) ``[M, 4]`` → the clamped first position ``[M, C]``."""
-        o = torch.as_tensor(self.model.normalizer.normalize(np.asarray(obs, np.float32)),
-                            dtype=torch.float32)
+        o = self.normalized_obs(obs)
         if not self.cfg.mean_field:
             return o
         if mf_obs is None:
             raise ValueError("this planner uses the mean field: mf_obs is required")
-        m = torch.as_tensor(self.model.normalizer.normalize(np.asarray(mf_obs, np.float32)),
-                            dtype=torch.float32)
-        return torch.cat([o, m], dim=-1)
+        return torch.cat([o, self.normalized_obs(mf_obs)], dim=-1)
 
     @torch.no_grad()
     def plan(self, obs: np.ndarray, mf_obs: np.ndarray | None, generator: torch.Generator,
@@ -210,25 +183,21 @@ class Planner:
         if n > 1:
             first = first.repeat_interleave(n, dim=0)
         B = first.shape[0]
-        values = torch.zeros(B, H, C)
-        values[:, 0] = first
-        mask = torch.zeros(1, H, C, dtype=torch.bool)
-        mask[:, 0] = True
+        inpaint, _ = plan_inputs(first, H, C)
         x_start = start_k = None
         if s.warm_start is not None and previous is not None and previous.shape[0] * n == B:
             prev = previous.repeat_interleave(n, dim=0) if n > 1 else previous
             x_start = torch.cat([prev[:, 1:], prev[:, -1:]], dim=1)
             start_k = int(s.warm_start)
-        eps = self._eps_model(values)
-        guide = self._guide(values)
+        eps = self._eps_model()
+        guide = self._guide()
         if guide is not None and s.parallel_guidance:
             eps, guide = self._parallel(eps, guide)
         steps = s.steps if s.sampler != "ddpm" else None
         if start_k is not None and s.sampler != "ddpm" and steps is not None:
             steps = max(1, min(steps, start_k))
         x0 = sample(eps, self.model.schedule, shape=(B, H, C), method=s.sampler, steps=steps,
-                    prediction=cfg.prediction,
-                    inpaint=Inpaint(mask, values), guide=guide,
+                    prediction=cfg.prediction, inpaint=inpaint, guide=guide,
                     guidance_scale=float(s.guidance), guide_stop=int(s.guide_stop),
                     clip_x0=s.clip_x0, x_start=x_start, start_k=start_k,
                     temperature=float(s.temperature), generator=generator)
@@ -241,15 +210,19 @@ class Planner:
         return a.numpy().astype(np.int64), x0
 
 
-class MACDMPPolicy(RequestPolicy):
+class MACDMPPolicy(PlannerPolicy):
     """A trained MA-CDMP planner as a :class:`~radiorl.envs.base.Policy` for the ad hoc
-    network (policy name ``macdmp:<checkpoint.pt>``; see the module docstring).
+    network (policy name ``macdmp:<checkpoint.pt>``; see the module docstring). The checks of
+    the network and the per-episode noise generator are the shared
+    :class:`~radiorl.agents.offline.common.PlannerPolicy` plumbing.
 
     ``requires``: ``local_obs`` and ``mean_field_obs`` (without mean field: ``local_obs``).
     """
 
     name = "macdmp"
     requires = frozenset({"local_obs", "mean_field_obs"})
+    settings_class = PlannerSettings
+    checkpoints = CHECKPOINTS
 
     def __init__(self, model: MACDMPModel, settings: PlannerSettings | None = None):
         super().__init__()
@@ -257,28 +230,6 @@ class MACDMPPolicy(RequestPolicy):
         self.model = model
         self.requires = frozenset({"local_obs", "mean_field_obs"} if model.cfg.mean_field
                                   else {"local_obs"})
-
-    @classmethod
-    def from_checkpoint(cls, path, env=None, **settings) -> "MACDMPPolicy":
-        from radiorl.agents.macdmp.model import load_model
-        model, _ = load_model(path)
-        pol = cls(model, PlannerSettings.from_model(model, **settings))
-        if env is not None:
-            pol.bind(env)
-        return pol
-
-    def bind(self, env) -> "MACDMPPolicy":
-        super().bind(env)
-        if env.params.max_request != self.model.max_request:
-            raise ValueError(f"planner was trained with max_request = {self.model.max_request} "
-                             f"RBs, the network {env.params.name} has max_request = "
-                             f"{env.params.max_request}")
-        return self
-
-    def reset(self, env, batch: int, seed: int | None = 0):
-        self.bind(env)
-        self.generator = torch.Generator().manual_seed(int(seed or 0))
-        return {"plans": None}
 
     def _act(self, obs, info, ps):
         o = np.asarray(info["obs"], np.float32)

@@ -59,6 +59,10 @@ Use::
     cfg = preset_config("quick")
     res = train("datasets/adhoc-quick.h5", cfg, "runs/train-madd/x")
     pol = MADDPolicy.from_checkpoint(res["checkpoint"], env, sampler="dpm1", steps=10)
+
+The pieces shared with MA-Diffuser, MADiff and MA-CDMP (the common config fields and checks,
+the inverse-dynamics head, the checkpoint format, the training wiring, classifier-free return
+guidance, the planner set-up and the Policy plumbing) are in :mod:`.common`.
 """
 from __future__ import annotations
 
@@ -67,18 +71,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from radiorl.agents.offline.common import OBS_DIM
-from radiorl.agents.offline.common import (ConfigIO, PlannerPolicy, TracedCache,
-                                             check_common_fields, check_loss_weights,
-                                             check_same_architecture, check_same_dataset,
-                                             evaluation_reward, plan_inputs, prepare_training,
-                                             settings_from)
-from radiorl.diffusion import NoiseSchedule, classifier_free, denoising_loss, noisy_inputs, \
-    sample
+from radiorl.agents.offline.common import (OBS_DIM, Checkpoints, DiffusionPlanner,
+                                           InverseDynamics, PlannerConfig, PlannerModel,
+                                           PlannerPolicy, TracedCache, check_inverse_fields,
+                                           check_planner_settings, config_from_preset,
+                                           fit_planner, plan_inputs, prepare_training,
+                                           return_conditioned, settings_from)
+from radiorl.diffusion import NoiseSchedule, denoising_loss, noisy_inputs, sample
 from radiorl.envs.base import check_number
-from radiorl.nn import MLP, TemporalUNet
+from radiorl.nn import TemporalUNet
 
 ALGO = "madd"
 LABEL = "MA-DD"
@@ -90,64 +92,29 @@ __all__ = ["MADDConfig", "MADDModel", "DDSettings", "DDPlanner", "MADDPolicy", "
 
 # =========================================================================== config
 @dataclass
-class MADDConfig(ConfigIO):
-    """Model, training and default planning settings (see the module docstring)."""
+class MADDConfig(PlannerConfig):
+    """Model, training and default planning settings (see the module docstring; the shared
+    fields are documented in :class:`~radiorl.agents.offline.common.PlannerConfig`)."""
 
-    TUPLES = ("dim_mults", "inverse_hidden", "loss_weights", "eval_scenarios")
+    TUPLES = PlannerConfig.TUPLES + ("inverse_hidden",)
     LABEL = LABEL
+    LOSS_TERMS = ("inverse dynamics", "diffusion")
 
     # model
-    horizon: int = 16
-    diffusion_steps: int = 100
-    schedule: str = "cosine"
-    prediction: str = "x0"
-    dim: int = 16
-    dim_mults: tuple = (1, 2, 4, 8)
     inverse_hidden: tuple = (256, 256)
     inverse_loss: str = "mse"
-    normalizer: str = "limits"
-    gamma: float = 0.99
     condition_dropout: float = 0.25
     # return condition at execution: target_return (y_scaled units) or, if None, this
     # quantile of the training windows' y_scaled
     target_return: float | None = None
     target_quantile: float = 0.9
-    # training (paper: 100 epochs x 1,000 steps)
-    epochs: int = 100
-    steps_per_epoch: int = 1000
-    batch_size: int = 256
-    lr: float = 2e-4
-    ema: float = 0.995
-    grad_clip: float = 1.0
-    loss_weights: tuple = (1.0, 1.0)           # (inverse dynamics, diffusion)
-    valid_fraction: float = 0.05
-    valid_batches: int = 8
-    checkpoint_every: int = 1
-    # periodic evaluation in the simulator during training (0 = never)
-    eval_every: int = 0
-    eval_scenarios: tuple = ()                 # () = every scenario of the dataset
-    eval_frames: int = 200
-    eval_seed: int = 12345
-    eval_sampler: str = "dpm1"
-    eval_sample_steps: int = 10
-    select_checkpoint: str = "last"            # or "best_eval" (agents.offline.trainer)
-    # default planner (stored with the model; `radiorl evaluate` options override it)
-    sampler: str = "ddpm"
-    sample_steps: int | None = None
+    # default planner
     guidance: float = 1.2                      # classifier-free weight w
-    clip_x0: float | None = 1.0
     temperature: float = 0.5
-    # run
-    seed: int = 0
-    threads: int = 0
 
     def validate(self) -> "MADDConfig":
-        check_common_fields(self)
-        self.inverse_hidden = tuple(int(check_number("inverse_hidden", h, low=1, high=8192,
-                                                     integer=True))
-                                    for h in (self.inverse_hidden or ()))
-        if self.inverse_loss not in ("mse", "ce"):
-            raise ValueError(f"inverse_loss must be 'mse' or 'ce', got {self.inverse_loss!r}")
+        super().validate()
+        check_inverse_fields(self)
         check_number("condition_dropout", self.condition_dropout, low=0, high=1)
         if self.condition_dropout == 0 and self.guidance != 1:
             raise ValueError(f"guidance w = {self.guidance} needs the unconditional model: "
@@ -155,8 +122,6 @@ class MADDConfig(ConfigIO):
         check_number("target_return", self.target_return, low=-1, high=1, allow_none=True)
         check_number("target_quantile", self.target_quantile, low=0, high=1)
         check_number("temperature", self.temperature, low=0)
-        self.loss_weights = check_loss_weights(self.loss_weights,
-                                               ("inverse dynamics", "diffusion"))
         return self
 
 
@@ -171,45 +136,25 @@ PRESETS = {"paper": {}, "quick": dict(epochs=5, steps_per_epoch=1000)}
 
 def preset_config(preset: str = "paper", **overrides) -> MADDConfig:
     """:class:`MADDConfig` of ``preset`` with ``overrides`` (``None`` values ignored)."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    kw = dict(PRESETS[preset])
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return MADDConfig(**kw).validate()
+    return config_from_preset(MADDConfig, PRESETS, preset, overrides)
 
 
 # =========================================================================== model
-class MADDModel(nn.Module):
+class MADDModel(InverseDynamics, PlannerModel):
     """Conditional denoiser and inverse dynamics of MA-DD plus the dataset facts needed to run
     them: ``max_request``, the obs ``normalizer``, ``return_scale`` (``max |y|``) and the
-    default ``target_return`` (``y_scaled`` units)."""
+    default ``target_return`` (``y_scaled`` units). The inverse dynamics is the shared
+    :class:`~radiorl.agents.offline.common.InverseDynamics` head."""
 
     def __init__(self, cfg: MADDConfig, max_request: int, normalizer, return_scale: float,
                  target_return: float):
-        super().__init__()
-        cfg.validate()
-        self.cfg = cfg
-        self.max_request = int(check_number("max_request", max_request, low=1, integer=True))
-        self.normalizer = normalizer
+        super().__init__(cfg, max_request, normalizer)
         self.return_scale = float(return_scale)
         self.target_return = check_number("target_return", target_return, low=-1, high=1)
         self.eps_model = TemporalUNet(OBS_DIM, OBS_DIM, dim=cfg.dim, dim_mults=cfg.dim_mults,
                                       cond_dim=1)
-        n_out = 1 if cfg.inverse_loss == "mse" else self.max_request + 1
-        self.inverse_model = MLP(2 * OBS_DIM, n_out, hidden=cfg.inverse_hidden,
-                                 activation="relu")
+        self.inverse_model = self.inverse_mlp()
         self.schedule = NoiseSchedule.make(cfg.schedule, cfg.diffusion_steps)
-
-    def inverse_logits(self, o_t: torch.Tensor, o_next: torch.Tensor) -> torch.Tensor:
-        """``[..., 4]`` normalized obs pairs → ``[..., 1]`` (mse) or ``[..., A+1]`` (ce)."""
-        return self.inverse_model(torch.cat([o_t, o_next], dim=-1))
-
-    def inverse_actions(self, o_t: torch.Tensor, o_next: torch.Tensor) -> torch.Tensor:
-        """Requested RBs (int64, ``[...]``, in ``[0, max_request]``) for the transitions."""
-        out = self.inverse_logits(o_t, o_next)
-        if self.cfg.inverse_loss == "mse":
-            return torch.round(out[..., 0].clamp(0.0, 1.0) * self.max_request).to(torch.int64)
-        return out.argmax(dim=-1)
 
     def losses(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         """Losses on a batch of windows (``x`` float ``[B, H, 4]``, ``actions`` int ``[B, H]``,
@@ -220,12 +165,7 @@ class MADDModel(nn.Module):
         a = torch.as_tensor(batch["actions"])
         cond = torch.as_tensor(batch["y_scaled"], dtype=x.dtype).reshape(-1, 1)
         B, H, C = x.shape
-        out = self.inverse_logits(x[:, :-1], x[:, 1:])
-        if cfg.inverse_loss == "mse":
-            l_inv = ((out[..., 0] - a[:, :-1].to(out.dtype) / self.max_request) ** 2).mean()
-        else:
-            l_inv = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
-                                                a[:, :-1].reshape(-1).clamp(0, self.max_request))
+        l_inv = self.inverse_loss(x[:, :-1], x[:, 1:], a[:, :-1])
         known = torch.zeros(1, H, C, dtype=torch.bool)
         known[:, 0] = True
         k, noise, xk = noisy_inputs(self.schedule, x, known=known, generator=generator)
@@ -252,43 +192,15 @@ def build_model(cfg: MADDConfig, max_request: int, normalizer, return_scale: flo
 
 
 # =========================================================================== checkpoints
-def model_blob(model: MADDModel, dataset_info: dict, **extra) -> dict:
-    return {"version": CHECKPOINT_VERSION, "algo": ALGO, "config": model.cfg.to_dict(),
-            "max_request": model.max_request, "normalizer": model.normalizer.to_dict(),
-            "return_scale": model.return_scale, "target_return": model.target_return,
-            "dataset": dict(dataset_info), "model": model.state_dict(), **extra}
-
-
-def save_model(path, model: MADDModel, dataset_info: dict, **extra):
-    """Atomic save (loadable with ``weights_only=True``)."""
-    from radiorl.runtime.checkpoints import save_checkpoint
-    return save_checkpoint(path, model_blob(model, dataset_info, **extra))
-
-
-def load_blob(path) -> dict:
-    from radiorl.runtime.checkpoints import load_checkpoint
-    return load_checkpoint(path, ALGO, CHECKPOINT_VERSION, LABEL)
-
-
-def load_model(path, weights: str = "model") -> tuple[MADDModel, dict]:
-    """Rebuild the model of checkpoint ``path`` (``weights``: ``"model"`` (EMA) or
-    ``"train_model"``)."""
-    from radiorl.data.normalizers import Normalizer
-    blob = load_blob(path)
-    try:
-        cfg = MADDConfig.from_dict(blob["config"]).validate()
-        model = MADDModel(cfg, blob["max_request"], Normalizer.from_dict(blob["normalizer"]),
-                          blob["return_scale"], blob["target_return"])
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"checkpoint {path} is incomplete ({e})") from None
-    state = blob.get(weights)
-    if state is None:
-        raise ValueError(f"checkpoint {path} holds no {weights!r} weights")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not fit its own config ({e})") from None
-    return model, blob
+#: The MA-DD checkpoint format (``algo = "madd"``; dataset facts ``return_scale`` and the
+#: default ``target_return``).
+CHECKPOINTS = Checkpoints(ALGO, CHECKPOINT_VERSION, LABEL, MADDConfig, MADDModel,
+                          facts=("return_scale", "target_return"),
+                          architecture=ARCHITECTURE_FIELDS)
+model_blob = CHECKPOINTS.blob
+save_model = CHECKPOINTS.save
+load_blob = CHECKPOINTS.load_blob
+load_model = CHECKPOINTS.load_model
 
 
 # =========================================================================== planner
@@ -316,27 +228,19 @@ class DDSettings:
                              optional=("steps", "clip_x0", "target_return"))
 
     def validate(self, K: int) -> "DDSettings":
-        from radiorl.agents.offline.common import check_sampler
-        check_sampler(self.sampler, self.steps, K, "sampler", "sample_steps")
-        check_number("guidance", self.guidance, low=0)
+        check_planner_settings(self, K)
         check_number("target_return", self.target_return, low=-1, high=1, allow_none=True)
-        check_number("clip_x0", self.clip_x0, low=0, low_open=True, allow_none=True)
         check_number("temperature", self.temperature, low=0)
-        if not isinstance(self.jit, bool):
-            raise ValueError(f"jit must be true or false, got {self.jit!r}")
         return self
 
 
-class DDPlanner:
+class DDPlanner(DiffusionPlanner):
     """Batched MA-DD planning for ``M`` agents (see the module docstring)."""
 
+    settings_class = DDSettings
+
     def __init__(self, model: MADDModel, settings: DDSettings | None = None):
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.cfg = model.cfg
-        self.settings = (settings or DDSettings.from_model(model)).validate(
-            model.cfg.diffusion_steps)
+        super().__init__(model, settings)
         self._eps = TracedCache(model.eps_model, self.settings.jit, freeze=True)
 
     @property
@@ -344,19 +248,9 @@ class DDPlanner:
         t = self.settings.target_return
         return self.model.target_return if t is None else float(t)
 
-    def normalized_obs(self, obs: np.ndarray) -> torch.Tensor:
-        """Raw observations ``[M, 4]`` → the clamped first position ``[M, 4]``."""
-        o = self.model.normalizer.normalize(np.asarray(obs, np.float32))
-        return torch.as_tensor(np.asarray(o, np.float32))
-
     def denoiser(self, cond: torch.Tensor):
         """``model_fn(x, k)`` with classifier-free guidance on ``cond [B, 1]``."""
-        w, eps = float(self.settings.guidance), self._eps
-        B = cond.shape[0]
-        if w == 1.0 or w == 0.0:                       # one half only: skip the other forward
-            drop = torch.full((B,), w == 0.0, dtype=torch.bool)
-            return lambda x, k: eps(x, k, cond, drop)
-        return classifier_free(eps, cond, scale=w)
+        return return_conditioned(self._eps, cond, self.settings.guidance)
 
     @torch.no_grad()
     def plan(self, obs: np.ndarray, generator: torch.Generator
@@ -378,33 +272,21 @@ class DDPlanner:
 
 class MADDPolicy(PlannerPolicy):
     """A trained MA-DD as a :class:`~radiorl.envs.base.Policy` for the ad hoc network (policy
-    name ``madd:<checkpoint.pt>``); ``requires = {"local_obs"}``."""
+    name ``madd:<checkpoint.pt>``); ``requires = {"local_obs"}``. ``from_checkpoint`` takes the
+    planner settings (``sampler``, ``steps``, ``guidance``, ``target_return``, ``clip_x0``,
+    ``temperature``, ``jit``) as overrides."""
 
     name = "madd"
+    settings_class = DDSettings
+    checkpoints = CHECKPOINTS
 
     def __init__(self, model: MADDModel, settings: DDSettings | None = None):
         super().__init__()
         self.model = model
         self.planner = DDPlanner(model, settings)
 
-    @classmethod
-    def from_checkpoint(cls, path, env=None, **settings) -> "MADDPolicy":
-        """Load ``path``; ``settings`` override the stored planner (``sampler``, ``steps``,
-        ``guidance``, ``target_return``, ``clip_x0``, ``temperature``, ``jit``)."""
-        model, _ = load_model(path)
-        pol = cls(model, DDSettings.from_model(model, **settings))
-        if env is not None:
-            pol.bind(env)
-        return pol
-
 
 # =========================================================================== training
-def _check_resume(blob: dict, cfg: MADDConfig, info: dict, path) -> None:
-    stored = MADDConfig.from_dict(blob["config"])
-    check_same_architecture(stored, cfg, ARCHITECTURE_FIELDS + ("gamma",), path)
-    check_same_dataset(blob, info, path)
-
-
 def train(dataset_path, cfg: MADDConfig, run_dir, resume=None, show_progress: bool = True,
           log=print) -> dict:
     """Train MA-DD on the offline dataset ``dataset_path`` with the shared loop of
@@ -416,27 +298,10 @@ def train(dataset_path, cfg: MADDConfig, run_dir, resume=None, show_progress: bo
     Returns ``{"history", "checkpoint", "best_epoch", "run_dir"}``; ``resume``: a checkpoint
     or a run folder holding ``checkpoints/last.pt`` (same architecture and dataset).
     """
-    from radiorl.agents.offline.common import validation_losses
-    from radiorl.agents.offline.trainer import fit, plot_history
-
-    run_dir, ds, windows, info, scenarios, train_w, valid_w = prepare_training(
-        dataset_path, cfg, run_dir, LABEL)
-    model = build_model(cfg, ds.max_request, windows.normalizer, windows.return_scale,
-                        target_from_windows(cfg, train_w.y_scaled))
-
-    def make_eval_policy(m):
-        return lambda: MADDPolicy(m, DDSettings.from_model(
-            m, sampler=cfg.eval_sampler, steps=cfg.eval_sample_steps))
-
-    out = fit(model, cfg, sample=lambda rng: train_w.sample(cfg.batch_size, rng),
-              run_dir=run_dir, resume=resume, final_name="planner.pt",
-              save=lambda path, m, **extra: save_model(path, m, info, **extra),
-              load=load_blob,
-              check_resume=lambda blob, path: _check_resume(blob, cfg, info, path),
-              validate=(lambda m: validation_losses(m, valid_w, cfg)) if valid_w else None,
-              evaluate=lambda m: evaluation_reward(make_eval_policy(m), scenarios, cfg),
-              label=f"{LABEL} H={cfg.horizon} on {Path(dataset_path).name}",
-              show_progress=show_progress, log=log)
-    plot_history(out["history"], run_dir / "figures" / "training_curve.png",
-                 ("inverse", "diffusion"), LABEL)
-    return {k: out[k] for k in ("history", "checkpoint", "best_epoch", "run_dir")}
+    data = prepare_training(dataset_path, cfg, run_dir, LABEL)
+    model = build_model(cfg, data.ds.max_request, data.windows.normalizer,
+                        data.windows.return_scale, target_from_windows(cfg, data.train.y_scaled))
+    return fit_planner(model, cfg, data, CHECKPOINTS, MADDPolicy,
+                       terms=("inverse", "diffusion"), title=LABEL,
+                       progress=f"{LABEL} H={cfg.horizon} on {Path(dataset_path).name}",
+                       resume=resume, show_progress=show_progress, log=log)

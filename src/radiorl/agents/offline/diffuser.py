@@ -71,8 +71,9 @@ Use::
     res = train("datasets/adhoc-quick.h5", cfg, "runs/train-madiffuser/x")
     pol = MADiffuserPolicy.from_checkpoint(res["checkpoint"], env, sampler="dpm1", steps=10)
 
-The pieces shared with MA-DD and MA-CDMP (config (de)serialization and checks, the
-traced-module cache, the resume checks, the evaluation episodes) are in :mod:`.common`.
+The pieces shared with MA-DD, MADiff and MA-CDMP (the common config fields and checks, the
+checkpoint format, the training wiring and evaluation episodes, the traced-module cache, the
+planner set-up and the Policy plumbing) are in :mod:`.common`.
 """
 from __future__ import annotations
 
@@ -81,16 +82,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from radiorl.agents.offline.common import (OBS_DIM, ConfigIO, PlannerPolicy,  # noqa: F401
-                                           TracedCache, check_common_fields,
-                                           check_loss_weights, check_same_architecture,
-                                           check_same_dataset, check_sampler,
-                                           evaluation_reward, plan_inputs, prepare_training,
-                                           settings_from, validation_losses)
-from radiorl.diffusion import NoiseSchedule, denoising_loss, noisy_inputs, \
-    sample, value_guide
+from radiorl.agents.offline.common import (OBS_DIM, Checkpoints, DiffusionPlanner,  # noqa: F401
+                                           PlannerConfig, PlannerModel, PlannerPolicy,
+                                           TracedCache, check_planner_settings, check_sampler,
+                                           config_from_preset, fit_planner, plan_inputs,
+                                           prepare_training, settings_from)
+from radiorl.diffusion import NoiseSchedule, denoising_loss, noisy_inputs, sample, value_guide
 from radiorl.envs.base import check_number
 from radiorl.nn import TemporalUNet, TemporalValueNet
 
@@ -107,56 +105,22 @@ __all__ = ["MADiffuserConfig", "MADiffuserModel", "DiffuserSettings", "DiffuserP
 
 # =========================================================================== config
 @dataclass
-class MADiffuserConfig(ConfigIO):
-    """Model, training and default planning settings (see the module docstring)."""
+class MADiffuserConfig(PlannerConfig):
+    """Model, training and default planning settings (see the module docstring; the shared
+    fields are documented in :class:`~radiorl.agents.offline.common.PlannerConfig`)."""
 
-    TUPLES = ("dim_mults", "loss_weights", "eval_scenarios")
     LABEL = LABEL
+    LOSS_TERMS = ("diffusion", "value model")
 
     # model
-    horizon: int = 16
-    diffusion_steps: int = 100
-    schedule: str = "cosine"
-    prediction: str = "x0"
-    dim: int = 16
-    dim_mults: tuple = (1, 2, 4, 8)
-    normalizer: str = "limits"
-    gamma: float = 0.99
     action_weight: float = 10.0
-    # training (paper: 100 epochs x 1,000 steps)
-    epochs: int = 100
-    steps_per_epoch: int = 1000
-    batch_size: int = 256
-    lr: float = 2e-4
-    ema: float = 0.995
-    grad_clip: float = 1.0
-    loss_weights: tuple = (1.0, 1.0)           # (diffusion, value model)
-    valid_fraction: float = 0.05
-    valid_batches: int = 8
-    checkpoint_every: int = 1
-    # periodic evaluation in the simulator during training (0 = never)
-    eval_every: int = 0
-    eval_scenarios: tuple = ()                 # () = every scenario of the dataset
-    eval_frames: int = 200
-    eval_seed: int = 12345
-    eval_sampler: str = "dpm1"
-    eval_sample_steps: int = 10
-    select_checkpoint: str = "last"            # or "best_eval" (agents.offline.trainer)
-    # default planner (stored with the model; `radiorl evaluate` options override it)
-    sampler: str = "ddpm"
-    sample_steps: int | None = None
-    guidance: float = 0.1
+    # default planner
     guide_stop: int = 2
-    clip_x0: float | None = 1.0
     candidates: int = 1
-    # run
-    seed: int = 0
-    threads: int = 0
 
     def validate(self) -> "MADiffuserConfig":
-        check_common_fields(self)
+        super().validate()
         check_number("action_weight", self.action_weight, low=0)
-        self.loss_weights = check_loss_weights(self.loss_weights, ("diffusion", "value model"))
         check_number("guide_stop", self.guide_stop, low=0, high=self.diffusion_steps,
                      integer=True)
         check_number("candidates", self.candidates, low=1, high=1024, integer=True)
@@ -174,15 +138,11 @@ PRESETS = {"paper": {}, "quick": dict(epochs=5, steps_per_epoch=1000)}
 
 def preset_config(preset: str = "paper", **overrides) -> MADiffuserConfig:
     """:class:`MADiffuserConfig` of ``preset`` with ``overrides`` (``None`` values ignored)."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    kw = dict(PRESETS[preset])
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return MADiffuserConfig(**kw).validate()
+    return config_from_preset(MADiffuserConfig, PRESETS, preset, overrides)
 
 
 # =========================================================================== model
-class MADiffuserModel(nn.Module):
+class MADiffuserModel(PlannerModel):
     """Denoiser and value model of MA-Diffuser plus the dataset facts needed to run them.
 
     ``max_request``: largest RB request; ``normalizer``: the obs
@@ -192,11 +152,7 @@ class MADiffuserModel(nn.Module):
 
     def __init__(self, cfg: MADiffuserConfig, max_request: int, normalizer,
                  return_scale: float):
-        super().__init__()
-        cfg.validate()
-        self.cfg = cfg
-        self.max_request = int(check_number("max_request", max_request, low=1, integer=True))
-        self.normalizer = normalizer
+        super().__init__(cfg, max_request, normalizer)
         self.return_scale = float(return_scale)
         H, C = cfg.horizon, CHANNELS
         self.eps_model = TemporalUNet(C, C, dim=cfg.dim, dim_mults=cfg.dim_mults)
@@ -252,43 +208,13 @@ def build_model(cfg: MADiffuserConfig, max_request: int, normalizer, return_scal
 
 
 # =========================================================================== checkpoints
-def model_blob(model: MADiffuserModel, dataset_info: dict, **extra) -> dict:
-    return {"version": CHECKPOINT_VERSION, "algo": ALGO, "config": model.cfg.to_dict(),
-            "max_request": model.max_request, "normalizer": model.normalizer.to_dict(),
-            "return_scale": model.return_scale, "dataset": dict(dataset_info),
-            "model": model.state_dict(), **extra}
-
-
-def save_model(path, model: MADiffuserModel, dataset_info: dict, **extra):
-    """Atomic save (loadable with ``weights_only=True``)."""
-    from radiorl.runtime.checkpoints import save_checkpoint
-    return save_checkpoint(path, model_blob(model, dataset_info, **extra))
-
-
-def load_blob(path) -> dict:
-    from radiorl.runtime.checkpoints import load_checkpoint
-    return load_checkpoint(path, ALGO, CHECKPOINT_VERSION, LABEL)
-
-
-def load_model(path, weights: str = "model") -> tuple[MADiffuserModel, dict]:
-    """Rebuild the model of checkpoint ``path`` (``weights``: ``"model"`` (EMA) or
-    ``"train_model"``)."""
-    from radiorl.data.normalizers import Normalizer
-    blob = load_blob(path)
-    try:
-        cfg = MADiffuserConfig.from_dict(blob["config"]).validate()
-        model = MADiffuserModel(cfg, blob["max_request"],
-                                Normalizer.from_dict(blob["normalizer"]), blob["return_scale"])
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"checkpoint {path} is incomplete ({e})") from None
-    state = blob.get(weights)
-    if state is None:
-        raise ValueError(f"checkpoint {path} holds no {weights!r} weights")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not fit its own config ({e})") from None
-    return model, blob
+#: The MA-Diffuser checkpoint format (``algo = "madiffuser"``; dataset fact ``return_scale``).
+CHECKPOINTS = Checkpoints(ALGO, CHECKPOINT_VERSION, LABEL, MADiffuserConfig, MADiffuserModel,
+                          facts=("return_scale",), architecture=ARCHITECTURE_FIELDS)
+model_blob = CHECKPOINTS.blob
+save_model = CHECKPOINTS.save
+load_blob = CHECKPOINTS.load_blob
+load_model = CHECKPOINTS.load_model
 
 
 # =========================================================================== planner
@@ -314,33 +240,21 @@ class DiffuserSettings:
         return settings_from(cls, c, base, overrides, c.diffusion_steps)
 
     def validate(self, K: int) -> "DiffuserSettings":
-        check_sampler(self.sampler, self.steps, K, "sampler", "sample_steps")
-        check_number("guidance", self.guidance, low=0)
+        check_planner_settings(self, K)
         check_number("guide_stop", self.guide_stop, low=0, high=K, integer=True)
-        check_number("clip_x0", self.clip_x0, low=0, low_open=True, allow_none=True)
         check_number("candidates", self.candidates, low=1, high=1024, integer=True)
-        if not isinstance(self.jit, bool):
-            raise ValueError(f"jit must be true or false, got {self.jit!r}")
         return self
 
 
-class DiffuserPlanner:
+class DiffuserPlanner(DiffusionPlanner):
     """Batched MA-Diffuser planning for ``M`` agents (see the module docstring)."""
 
+    settings_class = DiffuserSettings
+
     def __init__(self, model: MADiffuserModel, settings: DiffuserSettings | None = None):
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.cfg = model.cfg
-        self.settings = (settings or DiffuserSettings.from_model(model)).validate(
-            model.cfg.diffusion_steps)
+        super().__init__(model, settings)
         self._eps = TracedCache(model.eps_model, self.settings.jit, freeze=True)
         self._value = TracedCache(model.value_model, self.settings.jit, freeze=False)
-
-    def normalized_obs(self, obs: np.ndarray) -> torch.Tensor:
-        """Raw observations ``[M, 4]`` → the clamped first position ``[M, 4]``."""
-        o = self.model.normalizer.normalize(np.asarray(obs, np.float32))
-        return torch.as_tensor(np.asarray(o, np.float32))
 
     @torch.no_grad()
     def plan(self, obs: np.ndarray, generator: torch.Generator
@@ -369,33 +283,21 @@ class DiffuserPlanner:
 
 class MADiffuserPolicy(PlannerPolicy):
     """A trained MA-Diffuser as a :class:`~radiorl.envs.base.Policy` for the ad hoc network
-    (policy name ``madiffuser:<checkpoint.pt>``); ``requires = {"local_obs"}``."""
+    (policy name ``madiffuser:<checkpoint.pt>``); ``requires = {"local_obs"}``.
+    ``from_checkpoint`` takes the planner settings (``sampler``, ``steps``, ``guidance``,
+    ``guide_stop``, ``clip_x0``, ``candidates``, ``jit``) as overrides."""
 
     name = "madiffuser"
+    settings_class = DiffuserSettings
+    checkpoints = CHECKPOINTS
 
     def __init__(self, model: MADiffuserModel, settings: DiffuserSettings | None = None):
         super().__init__()
         self.model = model
         self.planner = DiffuserPlanner(model, settings)
 
-    @classmethod
-    def from_checkpoint(cls, path, env=None, **settings) -> "MADiffuserPolicy":
-        """Load ``path``; ``settings`` override the stored planner (``sampler``, ``steps``,
-        ``guidance``, ``guide_stop``, ``clip_x0``, ``candidates``, ``jit``)."""
-        model, _ = load_model(path)
-        pol = cls(model, DiffuserSettings.from_model(model, **settings))
-        if env is not None:
-            pol.bind(env)
-        return pol
-
 
 # =========================================================================== training
-def _check_resume(blob: dict, cfg: MADiffuserConfig, info: dict, path) -> None:
-    stored = MADiffuserConfig.from_dict(blob["config"])
-    check_same_architecture(stored, cfg, ARCHITECTURE_FIELDS + ("gamma",), path)
-    check_same_dataset(blob, info, path)
-
-
 def train(dataset_path, cfg: MADiffuserConfig, run_dir, resume=None, show_progress: bool = True,
           log=print) -> dict:
     """Train MA-Diffuser on the offline dataset ``dataset_path`` with the shared loop of
@@ -407,25 +309,10 @@ def train(dataset_path, cfg: MADiffuserConfig, run_dir, resume=None, show_progre
     Returns ``{"history", "checkpoint", "best_epoch", "run_dir"}``; ``resume``: a checkpoint
     or a run folder holding ``checkpoints/last.pt`` (same architecture and dataset).
     """
-    from radiorl.agents.offline.trainer import fit, plot_history
-
-    run_dir, ds, windows, info, scenarios, train_w, valid_w = prepare_training(
-        dataset_path, cfg, run_dir, LABEL)
-    model = build_model(cfg, ds.max_request, windows.normalizer, windows.return_scale)
-
-    def make_eval_policy(m):
-        return lambda: MADiffuserPolicy(m, DiffuserSettings.from_model(
-            m, sampler=cfg.eval_sampler, steps=cfg.eval_sample_steps))
-
-    out = fit(model, cfg, sample=lambda rng: train_w.sample(cfg.batch_size, rng),
-              run_dir=run_dir, resume=resume, final_name="planner.pt",
-              save=lambda path, m, **extra: save_model(path, m, info, **extra),
-              load=load_blob,
-              check_resume=lambda blob, path: _check_resume(blob, cfg, info, path),
-              validate=(lambda m: validation_losses(m, valid_w, cfg)) if valid_w else None,
-              evaluate=lambda m: evaluation_reward(make_eval_policy(m), scenarios, cfg),
-              label=f"{LABEL} H={cfg.horizon} on {Path(dataset_path).name}",
-              show_progress=show_progress, log=log)
-    plot_history(out["history"], run_dir / "figures" / "training_curve.png",
-                 ("diffusion", "first_action", "value"), LABEL)
-    return {k: out[k] for k in ("history", "checkpoint", "best_epoch", "run_dir")}
+    data = prepare_training(dataset_path, cfg, run_dir, LABEL)
+    model = build_model(cfg, data.ds.max_request, data.windows.normalizer,
+                        data.windows.return_scale)
+    return fit_planner(model, cfg, data, CHECKPOINTS, MADiffuserPolicy,
+                       terms=("diffusion", "first_action", "value"), title=LABEL,
+                       progress=f"{LABEL} H={cfg.horizon} on {Path(dataset_path).name}",
+                       resume=resume, show_progress=show_progress, log=log)
