@@ -13,7 +13,6 @@ from radiorl.agents.offline.d3rlpy_baselines import (D3rlpyConfig, D3rlpyPolicy,
                                                      MissingExtraError, decode_actions,
                                                      encode_requests, load_algo,
                                                      open_training_data, preset_config, train)
-from radiorl.data.collect import collect, preset_config as collect_config
 from radiorl.envs.scenarios import get_scenario
 
 torch.set_num_threads(1)
@@ -26,15 +25,6 @@ QUIET = dict(show_progress=False, log=lambda *a: None)
 
 def tiny(method: str, **over) -> D3rlpyConfig:
     return D3rlpyConfig(method=method, **{**TINY, **over}).validate()
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """A real (simulated) dataset: 8 episodes x 120 frames of adhoc-8-2:6 (64 trajectories)."""
-    path = tmp_path_factory.mktemp("ds") / "tiny.h5"
-    collect(path, collect_config("quick", episodes=8, frames=120), workers=1,
-            show_progress=False)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,8 @@ import numpy as np
 import torch
 
 from radiorl.agents.offline.common import OBS_DIM, evaluation_reward
-from radiorl.agents.offline.trainer import SELECTIONS, best_evaluated, eval_score
+from radiorl.agents.offline.trainer import (SELECTIONS, best_evaluated,  # noqa: F401
+                                            check_selection_fields, eval_score)
 from radiorl.data.normalizers import KINDS, Normalizer
 from radiorl.data.schema import DatasetError
 from radiorl.envs.base import check_number
@@ -257,17 +258,10 @@ class D3rlpyConfig:
         check_number("dt_max_timestep", self.dt_max_timestep, low=2, high=10 ** 8, integer=True,
                      allow_none=True)
         check_number("dt_target_return", self.dt_target_return, allow_none=True)
-        check_number("eval_every", self.eval_every, low=0, integer=True)
         self.eval_scenarios = tuple(str(x) for x in (self.eval_scenarios or ()))
         check_number("eval_frames", self.eval_frames, low=1, integer=True)
         check_number("eval_seed", self.eval_seed, low=0, integer=True)
-        if self.select_checkpoint not in SELECTIONS:
-            raise ValueError(f"select_checkpoint must be one of {list(SELECTIONS)}, got "
-                             f"{self.select_checkpoint!r}")
-        if self.select_checkpoint == "best_eval" and not self.eval_every:
-            raise ValueError("select_checkpoint = 'best_eval' needs evaluation episodes during "
-                             "training: set eval_every >= 1")
-        check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
+        check_selection_fields(self)
         check_number("seed", self.seed, low=0, integer=True)
         check_number("threads", self.threads, low=0, high=1024, integer=True)
         return self
@@ -894,29 +888,7 @@ def train(dataset_path, cfg: D3rlpyConfig, run_dir, resume=None, show_progress: 
 
 
 def plot_training(history: list, path, title: str = "") -> Path:
-    """Every ``train_*`` loss d3rlpy reported (symlog scale: CQL's and TD3+BC's actor losses
+    """Every ``train_*`` metric d3rlpy reported (symlog scale: CQL's and TD3+BC's actor losses
     are negative) and, if evaluated, the evaluation reward per epoch (PNG)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from radiorl.evaluation.report import _save
-    ev = [h for h in history if "eval_mean_reward" in h]
-    fig, ax = plt.subplots(1, 2 if ev else 1, figsize=(10 if ev else 5.5, 3.6), squeeze=False)
-    keys = list(dict.fromkeys(k for h in history for k in h if k.startswith("train_")))
-    for k in keys:
-        pts = [(h["epoch"], h[k]) for h in history if k in h]
-        ax[0, 0].plot([p[0] for p in pts], [p[1] for p in pts], label=k[len("train_"):])
-    ax[0, 0].set_yscale("symlog", linthresh=1e-3)
-    ax[0, 0].set_xlabel("epoch")
-    ax[0, 0].set_ylabel("d3rlpy training metrics")
-    if keys:
-        ax[0, 0].legend(fontsize=7)
-    if ev:
-        ax[0, 1].plot([h["epoch"] for h in ev], [h["eval_mean_reward"] for h in ev], "o-")
-        ax[0, 1].set_xlabel("epoch")
-        ax[0, 1].set_ylabel("evaluation reward per frame (−ms)")
-    for a in ax.ravel():
-        a.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    from radiorl.agents.offline.trainer import plot_history
+    return plot_history(history, path, None, title, yscale="symlog")

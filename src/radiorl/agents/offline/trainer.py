@@ -67,6 +67,13 @@ def check_loop_config(cfg) -> None:
     if cfg.ema >= 1:
         raise ValueError(f"ema must be in [0, 1) (0 disables the average), got {cfg.ema!r}")
     check_number("grad_clip", cfg.grad_clip, low=0, allow_none=True)
+    check_selection_fields(cfg)
+
+
+def check_selection_fields(cfg) -> None:
+    """Range checks of ``checkpoint_every``, ``eval_every`` and ``select_checkpoint`` (also
+    used by learners with their own loop, e.g. the d3rlpy ones)."""
+    from radiorl.envs.base import check_number
     check_number("checkpoint_every", cfg.checkpoint_every, low=1, integer=True)
     check_number("eval_every", cfg.eval_every, low=0, integer=True)
     if cfg.select_checkpoint not in SELECTIONS:
@@ -198,25 +205,34 @@ def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], 
             "run_dir": str(run_dir), "model": final}
 
 
-def plot_history(history: list, path, terms, title: str = "") -> Path:
-    """Loss curves (``train_<term>`` and, if present, ``valid_<term>``) and, if evaluated, the
-    evaluation reward per epoch (PNG)."""
+def plot_history(history: list, path, terms=None, title: str = "", yscale: str = "log"
+                 ) -> Path:
+    """Loss curves (``train_<term>`` and, if present, ``valid_<term>``; ``terms=None``: every
+    ``train_*`` key of the history) on a ``yscale`` axis (``"symlog"`` for losses that can be
+    negative) and, if evaluated, the evaluation reward per epoch (PNG)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from radiorl.evaluation.report import _save
+    if terms is None:
+        terms = [k[len("train_"):] for k in dict.fromkeys(k for h in history for k in h
+                                                         if k.startswith("train_"))]
     ev = [h for h in history if "eval_mean_reward" in h]
     fig, ax = plt.subplots(1, 2 if ev else 1, figsize=(10 if ev else 5.5, 3.6), squeeze=False)
-    x = [h["epoch"] for h in history]
     for k in terms:
-        if f"train_{k}" in history[0]:
-            ax[0, 0].plot(x, [h[f"train_{k}"] for h in history], label=f"train {k}")
-        if f"valid_{k}" in history[0]:
-            ax[0, 0].plot(x, [h[f"valid_{k}"] for h in history], "--", label=f"valid {k}")
-    ax[0, 0].set_yscale("log")
+        for kind, style in (("train", "-"), ("valid", "--")):
+            pts = [(h["epoch"], h[f"{kind}_{k}"]) for h in history if f"{kind}_{k}" in h]
+            if pts:
+                ax[0, 0].plot([p[0] for p in pts], [p[1] for p in pts], style,
+                              label=f"{kind} {k}")
+    if yscale == "symlog":
+        ax[0, 0].set_yscale("symlog", linthresh=1e-3)
+    else:
+        ax[0, 0].set_yscale(yscale)
     ax[0, 0].set_xlabel("epoch")
     ax[0, 0].set_ylabel("loss")
-    ax[0, 0].legend(fontsize=7)
+    if terms:
+        ax[0, 0].legend(fontsize=7)
     if ev:
         ax[0, 1].plot([h["epoch"] for h in ev], [h["eval_mean_reward"] for h in ev], "o-")
         ax[0, 1].set_xlabel("epoch")
