@@ -161,7 +161,7 @@ def fig3(preset, run_dir, workers=2, console=None):
           "mean ± std over those episodes.\n",
           "| method | first epoch | best epoch (reward) | last epoch | unstable episodes at the "
           "last epoch |", "|---|---|---|---|---|"]
-    final = {}
+    final, peak = {}, {}
     for label in models:
         r = [x for x in rows if x["method"] == label]
         if not r:
@@ -170,6 +170,7 @@ def fig3(preset, run_dir, workers=2, console=None):
         b = max(r, key=lambda x: (-x["eval_unstable"] if np.isfinite(x["eval_unstable"])
                                   else 0.0, x["eval_mean_reward"]))
         final[label] = r[-1]["eval_mean_reward"]
+        peak[label] = b["eval_mean_reward"]
         md.append(f"| {label} | {r[0]['eval_mean_reward']:.2f} | {b['epoch']} "
                   f"({b['eval_mean_reward']:.2f}) | {r[-1]['eval_mean_reward']:.2f} ± "
                   f"{np.nan_to_num(r[-1]['eval_mean_reward_std']):.2f} | "
@@ -179,6 +180,10 @@ def fig3(preset, run_dir, workers=2, console=None):
         md.append(f"\nHighest reward at the last epoch: **{best}** ({final[best]:.2f}); "
                   + ("MA-CDMP is best." if best == "MA-CDMP" else
                      f"MA-CDMP ({final.get('MA-CDMP', float('nan')):.2f}) is **not** best."))
+        top = max(peak, key=peak.get)
+        md.append(f"At each method's best epoch: **{top}** ({peak[top]:.2f}) is best"
+                  + ("." if top == "MA-CDMP" else
+                     f"; MA-CDMP ({peak.get('MA-CDMP', float('nan')):.2f}) is **not**."))
     md = "\n".join(md) + "\n"
     report = Path(run_dir) / "report.md"
     atomic_write_text(report, (report.read_text() if report.exists() else "") + md + "\n")
