@@ -151,3 +151,20 @@ def test_unknown_preset_is_refused():
     _, _, config = get_experiment("ma-cdmp-fig6")
     with pytest.raises(ValueError, match="unknown preset"):
         config("fast")
+
+
+def test_who_wins_counts_ties_and_losses():
+    """The comparison reports: a better mean wins, means within 0.5 % tie, and MA-CDMP losing
+    is said plainly."""
+    from radiorl.experiments.ma_cdmp_baselines import _verdicts
+    st = {("ideal", "MA-CDMP"): {"mean_reward": (-5.13, 0), "throughput_mbps": (2.6001, 0),
+                                 "mean_delay": (5.27, 0), "packet_loss_rate": (0.0, 0)},
+          ("ideal", "MADiff"): {"mean_reward": (-4.62, 0), "throughput_mbps": (2.6003, 0),
+                                "mean_delay": (4.76, 0), "packet_loss_rate": (0.01, 0)}}
+    lines = _verdicts(st, ["MA-CDMP", "MADiff"], ["ideal"]).splitlines()
+    by = {m: next(x for x in lines if m in x) for m in ("reward", "throughput", "delay", "loss")}
+    assert "best **MADiff**" in by["reward"] and "does not win" in by["reward"]
+    assert "does not win" in by["delay"]
+    assert "MA-CDMP wins (tie)" in by["throughput"]
+    assert "best **MA-CDMP**" in by["loss"] and "MA-CDMP wins" in by["loss"] \
+        and "tie" not in by["loss"]

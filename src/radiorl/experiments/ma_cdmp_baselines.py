@@ -205,6 +205,9 @@ def _compare(methods, scenarios, preset, run_dir, workers, console, rfs=("ideal"
     return pols, rows
 
 
+#: Relative difference under which two methods' means count as a tie in the "who wins" list
+#: (e.g. the throughput of stable policies, which all deliver the offered load).
+TIE_TOLERANCE = 0.005
 METRICS = [("mean_reward", "average reward (−ms)", True, 1.0),
            ("throughput_mbps", "throughput (Mbps)", True, 1.0),
            ("mean_delay", "mean delay (ms)", False, 1.0),
@@ -233,11 +236,14 @@ def _verdicts(stats, labels, rfs, hero="MA-CDMP") -> str:
             if not finite:
                 continue
             best = (max if higher else min)(finite, key=finite.get)
-            tie = [k for k, v in finite.items() if v == finite[best]]
+            tie = [k for k, v in finite.items()
+                   if abs(v - finite[best]) <= TIE_TOLERANCE * max(abs(finite[best]), 1e-12)]
             ok = hero in tie
-            out.append(f"- {rf} RF, {name}: best **{best}** ({finite[best] * scale:.3g}); "
+            tied = f" (tied within {TIE_TOLERANCE:.1%}: {', '.join(tie)})" if len(tie) > 1 else ""
+            out.append(f"- {rf} RF, {name}: best **{best}** ({finite[best] * scale:.3g}){tied}; "
                        f"{hero} {vals.get(hero, float('nan')) * scale:.3g} → "
-                       + ("MA-CDMP wins" if ok else "**MA-CDMP does not win**"))
+                       + ("MA-CDMP wins" + (" (tie)" if len(tie) > 1 else "") if ok
+                          else "**MA-CDMP does not win**"))
     return "\n".join(out) + "\n"
 
 
