@@ -43,3 +43,10 @@ def load_checkpoint(path, algo: str, version: int, label: str | None = None) -> 
         raise ValueError(f"checkpoint {path} has version {blob.get('version')}, expected "
                          f"{version}")
     return blob
+
+
+def resume_path(resume) -> Path:
+    """The checkpoint a ``--resume`` value names: the file itself, or ``<run
+    folder>/checkpoints/last.pt`` for a run folder."""
+    rp = Path(resume)
+    return rp / "checkpoints" / "last.pt" if rp.is_dir() else rp

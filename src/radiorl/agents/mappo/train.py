@@ -411,9 +411,8 @@ def train(scenario: str, load, cfg: MAPPOConfig, run_dir, resume: str | None = N
     opt = make_optimizer(net, cfg)
     start, history = 0, []
     if resume is not None:
-        rp = Path(resume)
-        if rp.is_dir():
-            rp = rp / "checkpoints" / "last.pt"
+        from radiorl.runtime.checkpoints import resume_path
+        rp = resume_path(resume)
         blob = load_checkpoint(rp)
         check_spec(blob, spec, f"scenario {scenario}")
         stored = MAPPOConfig.from_dict(blob["config"])

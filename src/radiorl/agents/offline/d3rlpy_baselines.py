@@ -819,9 +819,8 @@ def train(dataset_path, cfg: D3rlpyConfig, run_dir, resume=None, show_progress: 
     algo = build_algo(cfg, meta)
     start, history = 0, []
     if resume is not None:
-        rp = Path(resume)
-        if rp.is_dir():
-            rp = rp / "checkpoints" / "last.pt"
+        from radiorl.runtime.checkpoints import resume_path
+        rp = resume_path(resume)
         blob = load_blob(rp)
         _check_resume(blob, cfg, meta, info, rp)
         load_algo_state(algo, blob, rp)

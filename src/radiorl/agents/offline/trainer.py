@@ -123,9 +123,8 @@ def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume is not None:
-        rp = Path(resume)
-        if rp.is_dir():
-            rp = rp / "checkpoints" / "last.pt"
+        from radiorl.runtime.checkpoints import resume_path
+        rp = resume_path(resume)
         blob = load(rp)
         if check_resume is not None:
             check_resume(blob, rp)
