@@ -7,12 +7,16 @@ network (MA-DT as in the quick preset and as d3rlpy's default, both reported):
 * training speed: steps per second of ``train`` (batch of the preset) on the offline dataset,
   over ``--steps`` steps after a warm-up (validation and evaluation off);
 * planning speed: ms per frame for the 8 agents of ``adhoc-8-4:4`` with the paper's planner
-  (diffusion planners: K = 100 DDPM; ``--fast``: also 10 DPM-Solver-1 steps).
+  (diffusion planners: K = 100 DDPM) and with the training-time evaluation planner (10 guided
+  DPM-Solver-1 steps, the planners' ``eval_sampler``).
 
-It then projects the paper preset: 100 epochs x 1,000 steps per learner plus the test
-episodes of Figs. 4-5 (1,000 frames; Fig. 4: 4 scenarios x 2 RF conditions x 3 seeds per DTDE
-method; Fig. 5: 4 scenarios x 3 seeds for MA-CDMP and MADiff), spread over 2 cores, and prints
-the ratio to the 12-hour target measured in the same run.
+It then projects the paper preset of :mod:`radiorl.experiments.ma_cdmp` (its ``train`` and
+``train_by_algo`` fields): 100 epochs x 1,000 steps per learner, the Fig. 3 evaluation
+episodes during training (every ``eval_every`` epochs, one ``eval_frames`` episode per paper
+scenario, for the learners with ``eval_every`` > 0), and the test episodes of Figs. 4-5
+(1,000 frames; Fig. 4: 4 scenarios x 2 RF conditions x 3 seeds per DTDE method; Fig. 5: 4
+scenarios x 3 seeds for MA-CDMP and MADiff), spread over 2 cores, and prints the ratio to the
+12-hour target measured in the same run.
 
     python benchmarks/bench_offline_budget.py --dataset datasets/adhoc-quick.h5 [--steps 40]
 """
@@ -31,6 +35,7 @@ torch.set_num_threads(1)
 
 from radiorl.agents.offline.registry import get_learner  # noqa: E402
 from radiorl.envs.scenarios import get_scenario  # noqa: E402
+from radiorl.experiments.ma_cdmp import PAPER_SCENARIOS, PRESETS  # noqa: E402
 from radiorl.evaluation.runner import rollout  # noqa: E402
 from radiorl.schedulers.policies import make_policy  # noqa: E402
 
@@ -74,24 +79,33 @@ def main(argv=None):
     a = ap.parse_args(argv)
     print(f"# paper-preset budget of the MA-CDMP comparison (torch {torch.__version__}, "
           f"one core per job)")
-    print("| learner | training steps/s | 100k steps (h) | ms per frame, paper planner | "
-          "test episodes | test (h) | total (h) |")
-    print("|---|---|---|---|---|---|---|")
-    total, rows = 0.0, []
+    paper = PRESETS["paper"]
+    print("| learner | training steps/s | 100k steps (h) | ms per frame, eval planner | "
+          "Fig. 3 evaluation (h) | ms per frame, paper planner | test episodes | test (h) | "
+          "total (h) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    total = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for label, algo, over in LEARNERS:
             sps, ck = steps_per_s(algo, over, a.dataset, a.steps, tmp)
-            name = f"{algo}:{ck}" + ("?sampler=ddpm" if algo in DIFFUSION else "")
-            ms = ms_per_frame(name, a.frames)
+            diffusion = algo in DIFFUSION
+            ms = ms_per_frame(f"{algo}:{ck}" + ("?sampler=ddpm" if diffusion else ""), a.frames)
+            ms_eval = ms_per_frame(f"{algo}:{ck}?sampler=dpm1&sample_steps=10", a.frames) \
+                if diffusion else ms
+            cfg = {**paper["train"], **paper.get("train_by_algo", {}).get(algo, {})}
+            every = cfg.get("eval_every", 0)
+            eval_frames = (PAPER_STEPS // 1000 // every) * len(PAPER_SCENARIOS) \
+                * cfg.get("eval_frames", 200) if every else 0
             episodes = (24 if algo not in ("madiff",) else 0) + \
                 (12 if algo in ("macdmp", "madiff") else 0)
             train_h = PAPER_STEPS / sps / 3600
+            eval_h = eval_frames * ms_eval / 1e3 / 3600
             test_h = episodes * 1000 * ms / 1e3 / 3600
-            rows.append((label, sps, train_h, ms, episodes, test_h))
             if "256" not in label:                   # the comparison uses the 128-wide DT
-                total += train_h + test_h
-            print(f"| {label} | {sps:.2f} | {train_h:.2f} | {ms:.1f} | {episodes} | "
-                  f"{test_h:.2f} | {train_h + test_h:.2f} |", flush=True)
+                total += train_h + eval_h + test_h
+            print(f"| {label} | {sps:.2f} | {train_h:.2f} | {ms_eval:.1f} | {eval_h:.2f} | "
+                  f"{ms:.1f} | {episodes} | {test_h:.2f} | {train_h + eval_h + test_h:.2f} |",
+                  flush=True)
     wall = total / 2
     print(f"\nprojected paper preset (128-wide MA-DT): {total:.1f} CPU-hours = {wall:.1f} h on "
           f"2 cores; ratio to the {HOURS_TARGET:.0f} h target: {wall / HOURS_TARGET:.2f}x")

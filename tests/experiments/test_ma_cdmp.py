@@ -168,3 +168,17 @@ def test_who_wins_counts_ties_and_losses():
     assert "MA-CDMP wins (tie)" in by["throughput"]
     assert "best **MA-CDMP**" in by["loss"] and "MA-CDMP wins" in by["loss"] \
         and "tie" not in by["loss"]
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_fig3_learners_evaluate_during_training_in_every_preset(preset):
+    """Fig. 3 is the reward during training: with each preset's full config every DTDE learner
+    of the figure evaluates on the paper scenarios, and the budget is the preset's."""
+    from radiorl.experiments.ma_cdmp_baselines import DTDE
+    p = ma_cdmp.PRESETS[preset]
+    for label, variant in DTDE.items():
+        algo = variant.get("algo", "macdmp")
+        cfg = ma_cdmp.full_config(algo, {**p["train"], **p.get("train_by_algo", {}).get(algo, {})})
+        assert cfg["eval_every"] >= 1, (preset, label)
+        assert list(cfg["eval_scenarios"]) == ma_cdmp.PAPER_SCENARIOS, (preset, label)
+        assert cfg["epochs"] * cfg["steps_per_epoch"] == (100_000 if preset == "paper" else 2_000)

@@ -97,7 +97,6 @@ import contextlib
 import hashlib
 import io
 import json
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -105,8 +104,7 @@ import numpy as np
 import torch
 
 from radiorl.agents.offline.common import OBS_DIM, evaluation_reward
-from radiorl.agents.offline.trainer import (SELECTIONS, best_evaluated,  # noqa: F401
-                                            check_selection_fields, eval_score)
+from radiorl.agents.offline.trainer import check_selection_fields, run_epochs
 from radiorl.data.normalizers import KINDS, Normalizer
 from radiorl.data.schema import DatasetError
 from radiorl.envs.base import check_number
@@ -798,8 +796,6 @@ def train(dataset_path, cfg: D3rlpyConfig, run_dir, resume=None, show_progress: 
     ``resume``: a checkpoint or a run folder holding ``checkpoints/last.pt`` (same method,
     networks and dataset). Raises :class:`MissingExtraError` without d3rlpy (before any work).
     """
-    from torch.utils.tensorboard import SummaryWriter
-    from radiorl.runtime.executor import progress_bar
     from radiorl.runtime.files import write_csv
 
     cfg.validate()
@@ -828,51 +824,26 @@ def train(dataset_path, cfg: D3rlpyConfig, run_dir, resume=None, show_progress: 
         history = json.loads(blob["history"])
         log(f"resumed from {rp} at epoch {start}")
     cks = run_dir / "checkpoints"
-    cks.mkdir(parents=True, exist_ok=True)
-    tb = SummaryWriter(str(run_dir / "tb"))
-    best_score, best_epoch = best_evaluated(history)
-    t_start = time.perf_counter()
-    wall0 = history[-1]["wall_s"] if history else 0.0
-    total = cfg.epochs * cfg.steps_per_epoch
     dt = cfg.method == "dt"
-    with progress_bar(transient=False) as prog:
-        tid = prog.add_task(f"{cfg.label} on {Path(dataset_path).name}", total=total,
-                            completed=start * cfg.steps_per_epoch, rate="",
-                            visible=show_progress)
-        for epoch in range(start, cfg.epochs):
-            buffer.rng = np.random.default_rng([cfg.seed, epoch])
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-            acc: dict = {}
-            t0 = time.perf_counter()
-            for step in range(cfg.steps_per_epoch):
-                batch = buffer.sample_trajectory_batch(cfg.batch_size, cfg.dt_context) if dt \
-                    else buffer.sample_transition_batch(cfg.batch_size)
-                for k, v in algo.update(batch).items():
-                    s, n = acc.get(k, (0.0, 0))
-                    acc[k] = (s + float(v), n + 1)
-                if step % 20 == 19 or step + 1 == cfg.steps_per_epoch:
-                    done = step + 1
-                    prog.update(tid, completed=epoch * cfg.steps_per_epoch + done,
-                                rate=f"{done / (time.perf_counter() - t0):.1f} steps/s")
-            row = {"epoch": epoch + 1, "steps": (epoch + 1) * cfg.steps_per_epoch,
-                   "wall_s": wall0 + time.perf_counter() - t_start,
-                   **{f"train_{k}": s / n for k, (s, n) in acc.items()}}
-            if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                row.update(evaluation_reward(lambda: D3rlpyPolicy(algo, cfg, meta), scenarios,
-                                             cfg))
-                if eval_score(row) > best_score:
-                    best_score, best_epoch = eval_score(row), epoch + 1
-                    save_blob(cks / "best.pt", cfg, meta, info, algo, optimizers=False,
-                              epoch=epoch + 1)
-            history.append(row)
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and k != "epoch":
-                    tb.add_scalar(k, v, epoch + 1)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                save_blob(cks / "last.pt", cfg, meta, info, algo, optimizers=True,
-                          epoch=epoch + 1, history=json.dumps(history))
-                write_csv(run_dir / "training.csv", history)
-    tb.close()
+
+    def begin_epoch(epoch):
+        buffer.rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+
+    def train_step(_, epoch, step):
+        batch = buffer.sample_trajectory_batch(cfg.batch_size, cfg.dt_context) if dt \
+            else buffer.sample_transition_batch(cfg.batch_size)
+        return algo.update(batch)
+
+    history, best_epoch, best_score = run_epochs(
+        cfg, run_dir, start=start, history=history, begin_epoch=begin_epoch,
+        train_step=train_step,
+        evaluate=lambda: evaluation_reward(lambda: D3rlpyPolicy(algo, cfg, meta), scenarios, cfg),
+        save_best=lambda ep: save_blob(cks / "best.pt", cfg, meta, info, algo,
+                                       optimizers=False, epoch=ep),
+        save_last=lambda ep, h: save_blob(cks / "last.pt", cfg, meta, info, algo,
+                                          optimizers=True, epoch=ep, history=json.dumps(h)),
+        label=f"{cfg.label} on {Path(dataset_path).name}", show_progress=show_progress)
     chosen = None
     if cfg.select_checkpoint == "best_eval" and best_epoch and (cks / "best.pt").is_file():
         load_algo_state(algo, load_blob(cks / "best.pt"), cks / "best.pt")

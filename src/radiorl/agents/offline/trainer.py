@@ -99,6 +99,73 @@ def best_evaluated(history: list) -> tuple[tuple, int]:
     return max(ev) if ev else ((-float("inf"), -float("inf")), 0)
 
 
+def run_epochs(cfg, run_dir, *, start: int, history: list,
+               begin_epoch: Callable[[int], object],
+               train_step: Callable[[object, int, int], dict],
+               end_epoch: Callable[[], dict] | None = None,
+               evaluate: Callable[[], dict] | None = None,
+               save_best: Callable[[int], None], save_last: Callable[[int, list], None],
+               label: str = "", show_progress: bool = True) -> tuple[list, int, tuple]:
+    """The epoch skeleton every offline learner shares (this loop's :func:`fit` and the d3rlpy
+    learners): epochs ``start .. cfg.epochs - 1`` of ``cfg.steps_per_epoch`` steps.
+
+    Per epoch: ``ctx = begin_epoch(epoch)`` (seeds the epoch's random streams), then per step
+    ``train_step(ctx, epoch, step) -> {name: float}`` (averaged over the epoch as
+    ``train_<name>``); then ``end_epoch()`` (held-out losses, optional), every ``cfg.eval_every``
+    epochs and at the last one ``evaluate()`` (must return ``"eval_mean_reward"``) with
+    ``save_best(epoch + 1)`` when :func:`eval_score` improves; the ``training.csv`` row,
+    TensorBoard scalars (``run_dir/tb``), a rich progress bar with the step rate, and
+    ``save_last(epoch + 1, history)`` every ``cfg.checkpoint_every`` epochs and at the last.
+
+    Returns ``(history, best_epoch, best_score)`` (``best_epoch`` 0 if nothing was evaluated).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from radiorl.runtime.executor import progress_bar
+    from radiorl.runtime.files import write_csv
+
+    run_dir = Path(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    tb = SummaryWriter(str(run_dir / "tb"))
+    best_score, best_epoch = best_evaluated(history)
+    t_start = time.perf_counter()
+    wall0 = history[-1]["wall_s"] if history else 0.0
+    steps = cfg.steps_per_epoch
+    with progress_bar(transient=False) as prog:
+        tid = prog.add_task(label, total=cfg.epochs * steps, completed=start * steps,
+                            rate="", visible=show_progress)
+        for epoch in range(start, cfg.epochs):
+            ctx = begin_epoch(epoch)
+            acc: dict = {}
+            t0 = time.perf_counter()
+            for step in range(steps):
+                for k, v in train_step(ctx, epoch, step).items():
+                    s, n = acc.get(k, (0.0, 0))
+                    acc[k] = (s + float(v), n + 1)
+                if step % 20 == 19 or step + 1 == steps:
+                    prog.update(tid, completed=epoch * steps + step + 1,
+                                rate=f"{(step + 1) / (time.perf_counter() - t0):.1f} steps/s")
+            row = {"epoch": epoch + 1, "steps": (epoch + 1) * steps,
+                   "wall_s": wall0 + time.perf_counter() - t_start,
+                   **{f"train_{k}": s / n for k, (s, n) in acc.items()}}
+            if end_epoch is not None:
+                row.update(end_epoch())
+            if evaluate is not None and cfg.eval_every and (
+                    (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                row.update(evaluate())
+                if eval_score(row) > best_score:
+                    best_score, best_epoch = eval_score(row), epoch + 1
+                    save_best(epoch + 1)
+            history.append(row)
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k != "epoch":
+                    tb.add_scalar(k, v, epoch + 1)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                save_last(epoch + 1, history)
+                write_csv(run_dir / "training.csv", history)
+    tb.close()
+    return history, best_epoch, best_score
+
+
 def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], dict],
         run_dir, save: Callable, load: Callable[[Path], dict],
         check_resume: Callable[[dict, Path], None] | None = None,
@@ -112,8 +179,6 @@ def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], 
     Returns ``{"history", "checkpoint" (the final checkpoint), "best_epoch" (or None),
     "run_dir", "model" (the final weights' module)}``.
     """
-    from torch.utils.tensorboard import SummaryWriter
-    from radiorl.runtime.executor import progress_bar
     from radiorl.runtime.files import write_csv
 
     check_loop_config(cfg)
@@ -138,57 +203,37 @@ def fit(model: torch.nn.Module, cfg, *, sample: Callable[[np.random.Generator], 
         start = int(blob["epoch"])
         history = json.loads(blob["history"])
         log(f"resumed from {rp} at epoch {start}")
-    cks.mkdir(parents=True, exist_ok=True)
-    tb = SummaryWriter(str(run_dir / "tb"))
-    best_score, best_epoch = best_evaluated(history)
-    t_start = time.perf_counter()
-    wall0 = history[-1]["wall_s"] if history else 0.0
-    total = cfg.epochs * cfg.steps_per_epoch
-    with progress_bar(transient=False) as prog:
-        tid = prog.add_task(label, total=total, completed=start * cfg.steps_per_epoch,
-                            rate="", visible=show_progress)
-        for epoch in range(start, cfg.epochs):
-            rng = np.random.default_rng([cfg.seed, epoch])
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            model.train()
-            acc: dict = {}
-            t0 = time.perf_counter()
-            for step in range(cfg.steps_per_epoch):
-                out = model.losses(sample(rng), gen)
-                opt.zero_grad(set_to_none=True)
-                out["total"].backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                if cfg.ema > 0:
-                    ema_update(ema, model, cfg.ema, epoch * cfg.steps_per_epoch + step)
-                for k, v in out.items():
-                    acc[k] = acc.get(k, 0.0) + float(v.detach())
-                if step % 20 == 19 or step + 1 == cfg.steps_per_epoch:
-                    done = step + 1
-                    prog.update(tid, completed=epoch * cfg.steps_per_epoch + done,
-                                rate=f"{done / (time.perf_counter() - t0):.1f} steps/s")
-            ema.eval()
-            row = {"epoch": epoch + 1, "steps": (epoch + 1) * cfg.steps_per_epoch,
-                   "wall_s": wall0 + time.perf_counter() - t_start,
-                   **{f"train_{k}": v / cfg.steps_per_epoch for k, v in acc.items()}}
-            if validate is not None:
-                row.update(validate(ema))
-            if evaluate is not None and cfg.eval_every and (
-                    (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                row.update(evaluate(copy.deepcopy(ema)))
-                if eval_score(row) > best_score:
-                    best_score, best_epoch = eval_score(row), epoch + 1
-                    save(cks / "best.pt", ema, epoch=epoch + 1)
-            history.append(row)
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and k != "epoch":
-                    tb.add_scalar(k, v, epoch + 1)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                save(cks / "last.pt", ema, train_model=model.state_dict(),
-                     optimizer=opt.state_dict(), epoch=epoch + 1, history=json.dumps(history))
-                write_csv(run_dir / "training.csv", history)
-    tb.close()
+
+    def begin_epoch(epoch):
+        model.train()
+        return (np.random.default_rng([cfg.seed, epoch]),
+                torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+
+    def train_step(ctx, epoch, step):
+        rng, gen = ctx
+        out = model.losses(sample(rng), gen)
+        opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if cfg.ema > 0:
+            ema_update(ema, model, cfg.ema, epoch * cfg.steps_per_epoch + step)
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def end_epoch():
+        ema.eval()
+        return validate(ema) if validate is not None else {}
+
+    history, best_epoch, best_score = run_epochs(
+        cfg, run_dir, start=start, history=history, begin_epoch=begin_epoch,
+        train_step=train_step, end_epoch=end_epoch,
+        evaluate=None if evaluate is None else (lambda: evaluate(copy.deepcopy(ema))),
+        save_best=lambda ep: save(cks / "best.pt", ema, epoch=ep),
+        save_last=lambda ep, h: save(cks / "last.pt", ema, train_model=model.state_dict(),
+                                     optimizer=opt.state_dict(), epoch=ep,
+                                     history=json.dumps(h)),
+        label=label, show_progress=show_progress)
     final = ema
     chosen = None
     if cfg.select_checkpoint == "best_eval" and best_epoch and (cks / "best.pt").is_file():
