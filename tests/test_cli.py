@@ -49,6 +49,15 @@ def test_run_unknown_experiment():
     assert r.exit_code == 2 and "quickstart" in r.output
 
 
+@pytest.mark.parametrize("args, field", [(["--backend", "slurm"], "backend"),
+                                         (["--address", "auto"], "address"),
+                                         (["--workers", "0"], "workers")])
+def test_run_bad_executor_options_fail_before_any_work(tmp_path, args, field):
+    r = runner.invoke(app, ["run", "quickstart", "--out", str(tmp_path), *args])
+    assert r.exit_code == 2 and field in r.output
+    assert not (tmp_path / "quickstart").exists()
+
+
 def test_evaluate_reference_compat(tmp_path):
     r = runner.invoke(app, ["evaluate", "--scenario", "cellular-19-hex", "--policies", "llq",
                             "--loads", "light", "--slots", "50", "--workers", "1",

@@ -394,20 +394,30 @@ def _train_offline(algo, dataset, preset, horizon, steps, guidance, no_mean_fiel
 @app.command()
 def run(experiment: str = typer.Argument(..., help="experiment name, e.g. quickstart"),
         preset: str = typer.Option("quick", help="quick|paper"),
-        workers: int = typer.Option(2, help="parallel worker processes"),
-        out: str = typer.Option("runs", help="root folder of run directories")):
+        workers: int = typer.Option(2, help="parallel workers (processes or Ray tasks)"),
+        out: str = typer.Option("runs", help="root folder of run directories"),
+        backend: str = typer.Option("local", help="local (process pool) | ray: where the "
+                                    "experiment's parallel stages run"),
+        address: str = typer.Option(None, help="Ray cluster address, e.g. auto or "
+                                    "host:6379 (with --backend ray)")):
     """Run a named experiment; writes runs/<experiment>/<timestamp>/."""
     from radiorl.experiments import get_experiment
+    from radiorl.runtime.executor import use_backend
     from radiorl.runtime.files import make_run_dir
     import time
     try:
         fn, _, config_fn = get_experiment(experiment)
         cfg = config_fn(preset)
+        if workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {workers}")
+        with use_backend(backend, address):
+            pass                                      # checks backend and address
     except ValueError as e:
         _fail(str(e))
     run_dir = make_run_dir(experiment, out, {"experiment": experiment, "preset": preset, **cfg})
     t0 = time.perf_counter()
-    fn(preset, run_dir, workers=workers, console=console)
+    with use_backend(backend, address):
+        fn(preset, run_dir, workers=workers, console=console)
     console.print(f"done in {time.perf_counter() - t0:.0f} s; results, figures and report.md in "
                   f"[bold]{run_dir}[/bold]")
 

@@ -123,3 +123,39 @@ def test_ray_keep_results_false(ray_local):
 def test_ray_task_error_propagates(ray_local):
     with pytest.raises(ValueError, match="task boom failed"):
         run_tasks(square_noise, [1, "boom", 2], workers=2, backend="ray", show_progress=False)
+
+
+def test_use_backend_routes_calls_that_name_none(monkeypatch):
+    """``use_backend`` sets the backend of calls that pass none (what ``radiorl run --backend``
+    uses), restores it after the block, and checks its arguments."""
+    from radiorl.runtime.executor import use_backend
+    monkeypatch.setitem(sys.modules, "ray", None)   # a Ray call would fail with the hint
+    with use_backend("ray"):
+        with pytest.raises(RuntimeError, match=r"radiorl\[distributed\]"):
+            run_tasks(square_noise, TASKS, show_progress=False)
+        # an explicit backend still wins
+        assert run_tasks(square_noise, TASKS, backend="local", show_progress=False) == EXPECTED
+    assert run_tasks(square_noise, TASKS, show_progress=False) == EXPECTED
+    with pytest.raises(ValueError, match="backend"):
+        with use_backend("slurm"):
+            pass
+    with pytest.raises(ValueError, match="address"):
+        with use_backend("local", address="auto"):
+            pass
+
+
+def test_use_backend_ray_runs_on_ray(ray_local):
+    from radiorl.runtime.executor import use_backend
+    with use_backend("ray"):
+        assert run_tasks(_in_ray_worker, list(range(4)), workers=2, show_progress=False) \
+            == [True] * 4
+    # the same call without the block runs in a local process pool
+    assert run_tasks(_in_ray_worker, list(range(4)), workers=2, show_progress=False) \
+        == [False] * 4
+
+
+def _in_ray_worker(_):
+    """True inside a Ray task, False in a pool process (forked from the driver, where Ray is
+    initialized but no task runs)."""
+    import ray
+    return ray.is_initialized() and ray.get_runtime_context().get_task_id() is not None

@@ -196,7 +196,7 @@ def collect_task(task: CollectTask) -> list[EpisodeRecord]:
     return out
 
 
-def collect(path, cfg: CollectConfig, workers: int = 2, backend: str = "local",
+def collect(path, cfg: CollectConfig, workers: int = 2, backend: str | None = None,
             address: str | None = None, overwrite: bool = False, resume: bool = False,
             show_progress: bool = True) -> dict:
     """Collect the dataset described by ``cfg`` into ``path`` (HDF5, written atomically).
@@ -206,7 +206,7 @@ def collect(path, cfg: CollectConfig, workers: int = 2, backend: str = "local",
     cfg.validate()
     if workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers}")
-    if backend not in ("local", "ray"):
+    if backend not in (None, "local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     tasks = make_tasks(cfg)
     names = list(dict.fromkeys(t.scenario for t in tasks))      # scenarios with episodes

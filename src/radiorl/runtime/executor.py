@@ -10,6 +10,7 @@ the workers' ``PYTHONPATH``). Ray needs the optional extra: ``pip install 'radio
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import os
@@ -21,6 +22,33 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 BACKENDS = ("local", "ray")
+
+#: The backend and Ray address a ``run_tasks`` call uses when it names none (set with
+#: :func:`use_backend`; ``radiorl run --backend ray`` sets it for a whole experiment).
+_DEFAULT = {"backend": "local", "address": None}
+
+
+@contextlib.contextmanager
+def use_backend(backend: str = "local", address: str | None = None):
+    """Within the block, ``run_tasks`` calls that pass no ``backend`` use ``backend`` (and
+    ``address``): an experiment's every parallel stage (dataset collection, training, test
+    episodes) then runs on Ray without each stage taking the option.
+
+    >>> with use_backend("local"):
+    ...     run_tasks(abs, [-1, 2], show_progress=False)
+    [1, 2]
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; "
+                         f"got {backend!r}")
+    if address is not None and backend != "ray":
+        raise ValueError(f"address is only used with backend='ray' (got backend={backend!r})")
+    old = dict(_DEFAULT)
+    _DEFAULT.update(backend=backend, address=address)
+    try:
+        yield
+    finally:
+        _DEFAULT.update(old)
 
 
 def _init_worker():
@@ -47,7 +75,7 @@ def progress_bar(transient: bool = False) -> Progress:
 
 
 def run_tasks(fn: Callable, tasks: Iterable, workers: int = 1, description: str = "tasks",
-              show_progress: bool = True, backend: str = "local", address: str | None = None,
+              show_progress: bool = True, backend: str | None = None, address: str | None = None,
               on_result: Callable[[int, Any], None] | None = None,
               keep_results: bool = True) -> list | None:
     """Apply ``fn`` to every task; return the results in task order.
@@ -61,7 +89,8 @@ def run_tasks(fn: Callable, tasks: Iterable, workers: int = 1, description: str 
             decide the parallelism.
         description: progress-bar label.
         show_progress: draw the rich progress bar.
-        backend: ``"local"`` (process pool) or ``"ray"``.
+        backend: ``"local"`` (process pool) or ``"ray"``; ``None``: the one set by
+            :func:`use_backend` (default ``"local"``), with its ``address``.
         address: Ray cluster address (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``);
             only with ``backend="ray"``. Without it a local Ray instance is started (or the
             one already initialized in this process is used).
@@ -75,6 +104,9 @@ def run_tasks(fn: Callable, tasks: Iterable, workers: int = 1, description: str 
     Ray tasks use one CPU each and at most ``2 x`` the cluster CPUs are in flight at once.
     A Ray instance this call started is shut down at the end; one already running is kept.
     """
+    if backend is None:
+        backend = _DEFAULT["backend"]
+        address = _DEFAULT["address"] if address is None else address
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; "
                          f"got {backend!r}")
