@@ -21,9 +21,10 @@ SIGMA2_W = 1e-3 * 10.0 ** (-97.0 / 10.0)          # −97 dBm as a total noise p
 RHO0, ALPHA, H_BS = 4.16e-6, 3.6, 100.0
 
 
-def gain(x, y):
-    """Noise-normalized LoS power gain ρ0 d^−α / σ² of a user at (x, y) (Table I)."""
-    return RHO0 * (x * x + y * y + H_BS * H_BS) ** (-ALPHA / 2.0) / SIGMA2_W
+def gain(x, y, n=6):
+    """Noise-normalized LoS power gain N ρ0 d^−α / σ² of a user at (x, y) seen by an N-element
+    array (Table I; the array gain N is the default ``array_gain=True``)."""
+    return n * RHO0 * (x * x + y * y + H_BS * H_BS) ** (-ALPHA / 2.0) / SIGMA2_W
 
 
 def dirichlet_sq(n, s1, s2):
@@ -296,11 +297,15 @@ def test_waterfill_against_grid_search():
 
 
 def test_rate_bound_units_by_hand():
-    """Table I numbers: a DL user under the BS (d = 100 m) has SNR/W = 4.16e-6·100^−3.6/2e-13."""
+    """Table I numbers: a DL user under the BS (d = 100 m) has SNR/W = 6·4.16e-6·100^−3.6/2e-13
+    (array gain 6), and 4.16e-6·100^−3.6/2e-13 without the array gain."""
     env = small_env()
     s = env.state_from_positions([[[0.0, 0.0]]], [[[300.0, 0.0]]])
-    g_dl = 4.16e-6 * 100.0 ** -3.6 / SIGMA2_W
-    assert g_dl == pytest.approx(1.3155, abs=1e-4)
+    g_dl = 6 * 4.16e-6 * 100.0 ** -3.6 / SIGMA2_W
+    assert g_dl == pytest.approx(6 * 1.3155, abs=6e-4)
+    flat = small_env(array_gain=False).state_from_positions([[[0.0, 0.0]]], [[[300.0, 0.0]]])
+    assert small_env(array_gain=False).rate_bound(flat)[0] == pytest.approx(
+        math.log2(1 + 3.0 * g_dl / 6) + math.log2(1 + gain(300.0, 0.0, n=1)), rel=1e-12)
     exp = math.log2(1 + 3.0 * g_dl) + math.log2(1 + gain(300.0, 0.0))
     assert env.rate_bound(s)[0] == pytest.approx(exp, rel=1e-12)
     assert rate_upper_bound(s.g, s.h, 3.0, 1.0)[0] == pytest.approx(exp, rel=1e-12)
@@ -539,3 +544,18 @@ def test_bad_actions_and_calls():
         env.reset(seed=0, batch=0)
     with pytest.raises(ValueError, match="ul_xy"):
         env.state_from_positions(np.zeros((1, 6, 2)), np.zeros((1, 3, 2)))
+
+
+@pytest.mark.parametrize("n_tx,n_rx", [(6, 6), (4, 8)])
+def test_array_gain_scales_channel_power_by_array_size(n_tx, n_rx):
+    """``array_gain=True``: ‖g‖² = N_t ρ0 d^−α/σ², ‖h‖² = N_r ρ0 d^−α/σ²; False: no factor N."""
+    for flag, kt, kr in ((True, n_tx, n_rx), (False, 1, 1)):
+        env = small_env(n_tx=n_tx, n_rx=n_rx, array_gain=flag)
+        s = env.state_from_positions([[[120.0, -40.0]]], [[[-10.0, 250.0]]])
+        assert (np.abs(s.g[0, 0]) ** 2).sum() == pytest.approx(kt * gain(120.0, -40.0, 1),
+                                                                rel=1e-12)
+        assert (np.abs(s.h[0, 0]) ** 2).sum() == pytest.approx(kr * gain(-10.0, 250.0, 1),
+                                                                rel=1e-12)
+        lo, hi = env.observation_bounds()
+        obs = env.observe(s)[0]
+        assert np.all(obs >= lo) and np.all(obs <= hi)

@@ -7,9 +7,10 @@ serves ``K`` single-antenna downlink (DL) users with beamformers ``v_k`` (``Σ�
 while receiving ``L`` single-antenna uplink (UL) users with powers ``0 ≤ p_l ≤ P_l`` through
 receive beamformers ``w_l``. ``F`` clutter interferers reflect the DL signal into the receive
 array through ``G = Σ_f β_f a_r(θ_f) a_t(θ_f)ᴴ``. Per user (LoS):
-``g_k = √(ρ0 d_k^−α) a_t(θ_k)``, ``h_l = √(ρ0 d_l^−α) a_r(θ_l)``, so ``‖g_k‖² = ρ0 d_k^−α``
-(``ρ0`` is a power gain; spec "Units and numerics") and, the steering vectors having unit norm,
-a beam of power ``P`` gives ``|g_kᴴ v|² = ρ0 d_k^−α·P·|a_tᴴ v̂|²`` with array factor ≤ 1.
+``g_k = √(N_t ρ0 d_k^−α) a_t(θ_k)``, ``h_l = √(N_r ρ0 d_l^−α) a_r(θ_l)``, so
+``‖g_k‖² = N_t ρ0 d_k^−α`` (``ρ0`` is a power gain, times the array gain: spec "Units and
+numerics"; ``array_gain=False`` drops the factor ``N``) and a beam of power ``P`` gives
+``|g_kᴴ v|² = N_t ρ0 d_k^−α·P·|a_tᴴ v̂|²`` with array factor ``|a_tᴴ v̂|² ≤ 1``.
 
 * DL SNR (eq. 11): ``γ_k = |g_kᴴ v_k|² / σ²`` (inter-user interference assumed suppressed).
 * UL SINR (eq. 12): ``γ_l = p_l|w_lᴴ h_l|² / w_lᴴ(Σ_{l'≠l} p_l' h_l' h_l'ᴴ + G Q Gᴴ + σ² I) w_l``
@@ -64,7 +65,8 @@ chosen ``V, p`` (:func:`mmse_receiver`). Every mapped action is feasible.
 Observation (``float32[B, obs_dim]``; scaled features, never raw channel entries): per user, DL
 users first then UL users, ``[x/R, y/R, log10(‖g̃‖²), cos(π n sin θ), sin(π n sin θ) for
 n = 1…N−1]`` with ``N = N_t`` (DL) or ``N_r`` (UL); ``log10(‖g̃‖²)`` is the log10 SNR per watt
-(≈ −1.7 at the cell edge, ≈ 0.1 below the BS with Table I values) and the phase features are
+(≈ −0.9 at the cell edge, ≈ 0.9 below the BS with Table I values and the array gain of 6)
+and the phase features are
 the normalized steering vector without its constant first element. 13 features per user with
 6 antennas: ``obs_dim = 130`` for Table I.
 
@@ -265,17 +267,19 @@ def rate_upper_bound(g: np.ndarray, h: np.ndarray, p_max, p_ul_max, noise: float
 
 
 def los_channels(xy: np.ndarray, n_antennas: int, rho0: float, alpha: float,
-                 bs_height_m: float, noise_w: float = 1.0):
-    """LoS channels ``√(ρ0 d^−α / σ²)·a_N(θ)`` of users at horizontal positions ``xy``.
+                 bs_height_m: float, noise_w: float = 1.0, array_gain: bool = False):
+    """LoS channels ``√(G ρ0 d^−α / σ²)·a_N(θ)`` of users at horizontal positions ``xy``,
+    with the array gain ``G = N`` (``array_gain``) or ``G = 1``.
 
     Args:
         xy: ``float[..., U, 2]`` user positions (m), BS at the origin.
         n_antennas: array size ``N``. rho0: power gain at 1 m. alpha: path-loss exponent.
         bs_height_m: BS height (m); ``d = √(x² + y² + height²)``.
         noise_w: σ² (W); 1 gives unnormalized channels.
+        array_gain: include the factor ``N`` in the power gain.
 
     Returns:
-        ``(channel complex[..., U, N], gain float[..., U] = ρ0 d^−α/σ², theta float[..., U])``.
+        ``(channel complex[..., U, N], gain float[..., U] = G ρ0 d^−α/σ², theta float[..., U])``.
 
     Example (a user right below a 100 m BS, Table I values, σ² = −97 dBm):
         >>> ch, gain, th = los_channels(np.zeros((1, 2)), 6, 4.16e-6, 3.6, 100.0, 2.0e-13)
@@ -285,7 +289,7 @@ def los_channels(xy: np.ndarray, n_antennas: int, rho0: float, alpha: float,
     xy = np.asarray(xy, dtype=float)
     r2 = (xy ** 2).sum(-1)
     d = np.sqrt(r2 + bs_height_m ** 2)
-    gain = rho0 * d ** (-alpha) / noise_w
+    gain = (n_antennas if array_gain else 1) * rho0 * d ** (-alpha) / noise_w
     theta = np.arctan2(xy[..., 1], xy[..., 0])
     return np.sqrt(gain)[..., None] * ula_steering(n_antennas, theta), gain, theta
 
@@ -343,6 +347,14 @@ class FullDuplexParams:
         clutter_phases_deg: phases of ``β_f`` (degrees; ``None`` = all 0) [assumption: the paper
             gives only |β_f|].
         rho0: channel power gain at 1 m. alpha: path-loss exponent.
+        array_gain: ``True``: a user's channel carries the array gain, ``‖g_k‖² = N_t ρ0
+            d^−α``, ``‖h_l‖² = N_r ρ0 d^−α`` (``√N·a_N(θ)``, the unnormalized steering vector),
+            as the spec reads Table I ("|channel|² = ρ0 d^−α times the array gain"): a 6-element
+            beam towards a user gains 6x (7.8 dB). ``False``: the paper's formula taken with its
+            unit-norm ``a_N(θ)`` (``‖g_k‖² = ρ0 d^−α``, no beamforming gain; every rate is then
+            lower than the paper's curves: R' ≈ 2.0 bit/s/Hz on average against the paper's
+            ≈ 3.5 for its worst agent). The clutter ``G`` uses the unit-norm vectors either way
+            (its strength is defined by ``|β_f|²/σ_r²``).
         cell_radius_m: users' horizontal distance ≤ this. bs_height_m: BS height.
         min_dist_m: users' horizontal distance ≥ this [assumption].
         speed_mps, step_s: users move ``speed_mps·step_s`` m per step (random walk)
@@ -368,6 +380,7 @@ class FullDuplexParams:
     clutter_phases_deg: tuple | None = None
     rho0: float = 4.16e-6
     alpha: float = 3.6
+    array_gain: bool = True
     cell_radius_m: float = 300.0
     bs_height_m: float = 100.0
     min_dist_m: float = 0.0
@@ -414,7 +427,7 @@ class FullDuplexParams:
         if self.power_form not in POWER_FORMS:
             raise ValueError(f"power_form must be one of {list(POWER_FORMS)}, got "
                              f"{self.power_form!r}")
-        for nm in ("mmse_receiver", "extended_interference"):
+        for nm in ("mmse_receiver", "extended_interference", "array_gain"):
             if not isinstance(getattr(self, nm), (bool, np.bool_)):
                 raise ValueError(f"{nm} must be a bool, got {getattr(self, nm)!r}")
 
@@ -569,9 +582,9 @@ class FullDuplexEnv:
     def _update_channels(self, state: FullDuplexState) -> None:
         p = self.params
         state.g, _, _ = los_channels(state.dl_xy, p.n_tx, p.rho0, p.alpha, p.bs_height_m,
-                                     self.noise_w)
+                                     self.noise_w, p.array_gain)
         state.h, _, _ = los_channels(state.ul_xy, p.n_rx, p.rho0, p.alpha, p.bs_height_m,
-                                     self.noise_w)
+                                     self.noise_w, p.array_gain)
         if p.extended_interference:
             d = np.linalg.norm(state.dl_xy[:, :, None, :] - state.ul_xy[:, None, :, :], axis=-1)
             state.c = p.rho0 * np.maximum(d, p.ue_min_dist_m) ** (-p.alpha) / self.noise_w
@@ -738,12 +751,13 @@ class FullDuplexEnv:
         ``min_dist_m``, padded by 0.01)."""
         p = self.params
 
-        def lg(r):
-            return np.log10(p.rho0 * (r * r + p.bs_height_m ** 2) ** (-p.alpha / 2) / self.noise_w)
+        def lg(r, n):
+            return np.log10((n if p.array_gain else 1) * p.rho0
+                            * (r * r + p.bs_height_m ** 2) ** (-p.alpha / 2) / self.noise_w)
 
-        lo_g, hi_g = lg(p.cell_radius_m) - 0.01, lg(p.min_dist_m) + 0.01
         lows, highs = [], []
         for n_users, n in ((p.n_dl, p.n_tx), (p.n_ul, p.n_rx)):
+            lo_g, hi_g = lg(p.cell_radius_m, n) - 0.01, lg(p.min_dist_m, n) + 0.01
             one_lo = np.r_[-1.0, -1.0, lo_g, -np.ones(2 * (n - 1))]
             one_hi = np.r_[1.0, 1.0, hi_g, np.ones(2 * (n - 1))]
             lows.append(np.tile(one_lo, n_users))
