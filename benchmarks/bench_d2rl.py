@@ -1,0 +1,84 @@
+"""Milliseconds per D2RL update on one core (batch 256, P = 6): MLP-DDPG, GDM actor only, and full
+D2RL (GDM actor + designed-GDM reward + SENPNN state exploration), with the ratio to MLP-DDPG
+measured in the same run.
+
+    .venv/bin/python benchmarks/bench_d2rl.py [--reps 20] [--precision highest medium]
+        [--obs-dim 130 --action-dim 125] [--gamma 0] [--relabel]
+
+Dimensions default to the full-duplex environment's (``FullDuplexEnv()``: obs 130, action 125;
+the paper's layout without the power level is 124). One update = both critics, the actor
+(through the whole P-step chain for the GDM actor), the reward model's training step and the
+SENPNN's training step, the soft target update and the per-layer gradient statistics. Times
+are CPU time of this process (``time.process_time``; robust to other processes on a shared
+machine), best of 3 blocks of ``reps`` updates after a warm-up. ``--precision medium`` runs
+float32 matrix products through bfloat16 (``D2RLConfig.matmul_precision``).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from radiorl.agents.d2rl import D2RLAgent, D2RLConfig
+
+VARIANTS = {
+    "MLP-DDPG (actor mlp, reward raw)": dict(actor="mlp", reward="raw"),
+    "GDM actor only (reward raw)": dict(actor="gdm", reward="raw"),
+    "full D2RL (gdm + designed-gdm + S.Exp.)":
+        dict(actor="gdm", reward="designed-gdm", state_exploration=(1.0, 0.001)),
+}
+
+
+def random_batch(obs_dim: int, action_dim: int, n: int, g: torch.Generator) -> dict:
+    return {"obs": torch.randn(n, obs_dim, generator=g),
+            "action": torch.rand(n, action_dim, generator=g) * 2 - 1,
+            "next_obs": torch.randn(n, obs_dim, generator=g),
+            "terminated": torch.zeros(n), "target": torch.randn(n, generator=g) - 3.0,
+            "reward": torch.randn(n, generator=g)}
+
+
+def ms_per_update(overrides: dict, obs_dim: int, action_dim: int, reps: int = 20,
+                  blocks: int = 3, warmup: int = 5) -> float:
+    cfg = D2RLConfig(**overrides)
+    agent = D2RLAgent(cfg, obs_dim, action_dim)
+    g = torch.Generator().manual_seed(0)
+    batches = [random_batch(obs_dim, action_dim, cfg.batch_size, g) for _ in range(4)]
+    agent.observe(batches[0]["obs"], batches[0]["target"])
+    for i in range(warmup):
+        agent.update(batches[i % 4])
+    best = float("inf")
+    for _ in range(blocks):
+        t0 = time.process_time()
+        for i in range(reps):
+            agent.update(batches[i % 4])
+        best = min(best, (time.process_time() - t0) / reps * 1e3)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--obs-dim", type=int, default=130)
+    ap.add_argument("--action-dim", type=int, default=125)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--gamma", type=float, default=0.0)
+    ap.add_argument("--relabel", action="store_true", help="reward_relabel=True")
+    ap.add_argument("--precision", nargs="+", default=["highest", "medium"],
+                    choices=["highest", "high", "medium"])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, 1 thread, batch 256, P = 6, obs_dim {args.obs_dim}, "
+          f"action_dim {args.action_dim}, gamma {args.gamma}, reward_relabel {args.relabel}")
+    for prec in args.precision:
+        print(f"matmul_precision={prec}")
+        base = None
+        for name, ov in VARIANTS.items():
+            ms = ms_per_update({**ov, "gamma": args.gamma, "reward_relabel": args.relabel,
+                                "matmul_precision": prec},
+                               args.obs_dim, args.action_dim, args.reps)
+            base = ms if base is None else base
+            print(f"  {name:42s} {ms:7.2f} ms/update   x{ms / base:5.2f} vs MLP-DDPG")
+
+
+if __name__ == "__main__":
+    main()
