@@ -281,8 +281,6 @@ def train(config: D2RLConfig, env, run_dir, resume=False, progress: bool = True)
                 rate += f"  sum rate {row['sum_rate']:.3g}"
             prog.update(task, advance=1, rate=rate)
     tb.close()
-    if start >= cfg.epochs and not (ckpt_dir / "last.pt").exists():
-        save_run(start)
     agent.save(ckpt_dir / "agent.pt")
     write_csv(run_dir / "history.csv", history)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
