@@ -230,3 +230,45 @@ def test_train_and_evaluate_the_d3rlpy_baselines(tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert msg in " ".join(r.output.split()), (args, r.output)
+
+
+D2RL_TINY = ["--set", "batch_size=8", "--set", "buffer_size=64", "--set", "hidden=16",
+             "--set", "eval_every=3", "--set", "eval_batch=4", "--set", "checkpoint_every=2",
+             "--env", "n_dl=2", "--env", "n_ul=1"]
+
+
+def test_train_d2rl_writes_agent_and_resumes(tmp_path):
+    """radiorl train d2rl as a user calls it: history, summary, TensorBoard, agent; a run
+    resumed to more epochs continues the same history."""
+    import json
+    r = runner.invoke(app, ["train", "d2rl", "--actor", "gdm", "--reward", "designed-gdm",
+                            "--state-exploration", "0.5,0.1", "--epochs", "6", "--out",
+                            str(tmp_path), *D2RL_TINY])
+    assert r.exit_code == 0, r.output
+    run = next((tmp_path / "train-d2rl").iterdir())
+    for f in ("history.csv", "summary.json", "checkpoints/agent.pt", "checkpoints/last.pt"):
+        assert (run / f).exists(), f
+    assert any((run / "tb").iterdir())
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 6
+    r = runner.invoke(app, ["train", "d2rl", "--actor", "gdm", "--reward", "designed-gdm",
+                            "--state-exploration", "0.5,0.1", "--epochs", "9", "--resume",
+                            str(run), *D2RL_TINY])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 9
+    # another config cannot continue this run
+    r = runner.invoke(app, ["train", "d2rl", "--actor", "mlp", "--reward", "designed-gdm",
+                            "--state-exploration", "0.5,0.1", "--epochs", "12", "--resume",
+                            str(run), *D2RL_TINY])
+    assert r.exit_code == 2 and "actor" in r.output
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--reward", "shaped"], "reward"), (["--actor", "transformer"], "actor"),
+    (["--state-exploration", "0.5"], "--state-exploration"),
+    (["--state-exploration", "2,0.1"], "M"), (["--env", "n_tx=0"], "n_tx"),
+    (["--env", "antennas=4"], "--env"), (["--env", "p_max_w=-1"], "p_max_w"),
+    (["--dataset", "x.h5"], "--dataset"), (["--preset", "fast"], "preset")])
+def test_train_d2rl_bad_input_names_the_field(tmp_path, args, field):
+    r = runner.invoke(app, ["train", "d2rl", "--epochs", "2", "--out", str(tmp_path), *args])
+    assert r.exit_code == 2 and field in r.output, r.output
+    assert not (tmp_path / "train-d2rl").exists()

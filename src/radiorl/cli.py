@@ -242,7 +242,7 @@ def collect(preset: str = typer.Option("quick", help="quick (32 trajectories) | 
                   f"({res['agent_frames_per_s']:,.0f} agent-frames/s)")
 
 
-def _config_overrides(cls, items: list[str]) -> dict:
+def _config_overrides(cls, items: list[str], option: str = "--set") -> dict:
     """``["epochs=2", "entropy=0.005"]`` → typed overrides of dataclass ``cls`` fields (YAML
     scalars: numbers, true/false, null); unknown keys are a clear error."""
     import dataclasses
@@ -253,9 +253,9 @@ def _config_overrides(cls, items: list[str]) -> dict:
         key, sep, val = it.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {it!r}")
+            raise ValueError(f"{option} expects KEY=VALUE, got {it!r}")
         if key not in names:
-            raise ValueError(f"--set: unknown field {key!r}; fields: {sorted(names)}")
+            raise ValueError(f"{option}: unknown field {key!r}; fields: {sorted(names)}")
         v = yaml.safe_load(val)
         if isinstance(v, str):                  # YAML 1.1 reads "1e-3" as a string
             try:
@@ -266,16 +266,16 @@ def _config_overrides(cls, items: list[str]) -> dict:
     return out
 
 
-TRAINERS = ("mappo",) + tuple(OFFLINE)
+TRAINERS = ("mappo", "d2rl") + tuple(OFFLINE)
 
 
 @app.command()
-def train(algo: str = typer.Argument(..., help="mappo | " + " | ".join(OFFLINE)),
+def train(algo: str = typer.Argument(..., help="mappo | d2rl | " + " | ".join(OFFLINE)),
           scenario: str = typer.Option(None, help="[mappo] conflict-8, cellular-19-hex, "
                                        "cellular-19-random, ..."),
           dataset: str = typer.Option(None, help="[offline learners] offline dataset "
                                       "(radiorl collect)"),
-          preset: str = typer.Option(None, help="[offline] paper (default) | quick | "
+          preset: str = typer.Option(None, help="[offline, d2rl] paper (default) | quick | "
                                      "realtime (macdmp)"),
           horizon: int = typer.Option(None, help="[diffusion planners] planning horizon H "
                                       "(frames) [16]"),
@@ -300,6 +300,15 @@ def train(algo: str = typer.Argument(..., help="mappo | " + " | ".join(OFFLINE))
                                    "2e-4]"),
           optimizer: str = typer.Option(None, help="[mappo] rmsprop (Table II) | adam"),
           rnn: str = typer.Option(None, help="[mappo] lstm | gru"),
+          actor: str = typer.Option(None, help="[d2rl] mlp | gdm (AENPNN) [gdm]"),
+          reward: str = typer.Option(None, help="[d2rl] raw | designed | designed-mlp | gdm | "
+                                     "designed-gdm [designed-gdm]"),
+          state_exploration: str = typer.Option(None, help="[d2rl] M,eta: state exploration "
+                                                "with maximum probability M and rate eta "
+                                                "(e.g. 0.9,0.001); default off"),
+          env_set: list[str] = typer.Option(None, "--env", help="[d2rl] a FullDuplexParams "
+                                            "field, KEY=VALUE (repeatable), e.g. --env "
+                                            "mmse_receiver=true"),
           seed: int = typer.Option(0, help="training seed"),
           set_: list[str] = typer.Option(None, "--set", help="any other config field "
                                          "(MAPPOConfig, MACDMPConfig, ...), KEY=VALUE "
@@ -320,6 +329,13 @@ def train(algo: str = typer.Argument(..., help="mappo | " + " | ".join(OFFLINE))
         _train_offline(algo, dataset, preset, horizon, steps, guidance, no_mean_field, epochs,
                        lr, seed, set_ or [], out, resume, scenario)
         return
+    if algo == "d2rl":
+        _train_d2rl(actor, reward, state_exploration, env_set or [], preset, epochs, seed,
+                    set_ or [], out, resume, scenario, dataset)
+        return
+    if actor is not None or reward is not None or state_exploration is not None or env_set:
+        _fail("--actor, --reward, --state-exploration and --env are options of radiorl train "
+              "d2rl")
     if dataset is not None or preset is not None:
         _fail("--dataset and --preset are options of the offline learners (radiorl train "
               "macdmp|madiffuser|...)")
@@ -351,6 +367,57 @@ def train(algo: str = typer.Argument(..., help="mappo | " + " | ".join(OFFLINE))
                   f"{last.get('eval_mean_delay', float('nan')):.3f}; policy: "
                   f"[bold]{res['checkpoint']}[/bold] (use it as --policies "
                   f"mappo:{res['checkpoint']})")
+
+
+def _train_d2rl(actor, reward, state_exploration, env_items, preset, epochs, seed, set_items,
+                out, resume, scenario, dataset) -> None:
+    """``radiorl train d2rl``: D2RL on the full-duplex BS (agents/d2rl, envs/full_duplex)."""
+    from pathlib import Path
+    from radiorl.runtime.files import make_run_dir
+    if scenario is not None or dataset is not None:
+        _fail("D2RL trains online on the full-duplex base station: no --scenario or --dataset "
+              "(use --env KEY=VALUE for its parameters)")
+    try:
+        from radiorl.agents.d2rl import D2RLConfig, train as _train
+        from radiorl.envs.full_duplex import FullDuplexEnv, FullDuplexParams
+        from radiorl.experiments.d2rl import PRESETS
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(PRESETS)} (D2RL), got "
+                             f"{preset!r}")
+        kw = dict(PRESETS[preset]["train"]) if preset else {}
+        kw.update({k: v for k, v in dict(actor=actor, reward=reward, epochs=epochs,
+                                         seed=seed).items() if v is not None})
+        if state_exploration is not None:
+            parts = state_exploration.split(",")
+            try:
+                kw["state_exploration"] = tuple(float(x) for x in parts)
+            except ValueError:
+                raise ValueError(f"--state-exploration expects M,eta (two numbers, e.g. "
+                                 f"0.9,0.001), got {state_exploration!r}") from None
+            if len(parts) != 2:
+                raise ValueError(f"--state-exploration expects M,eta (two numbers, e.g. "
+                                 f"0.9,0.001), got {state_exploration!r}")
+        kw.update(_config_overrides(D2RLConfig, set_items))
+        cfg = D2RLConfig.from_dict(kw)
+        params = FullDuplexParams(**_config_overrides(FullDuplexParams, env_items, "--env"))
+        env = FullDuplexEnv(params)
+        import dataclasses
+        if resume is not None:
+            rp = Path(resume)
+            run_dir = rp if rp.is_dir() else rp.parent.parent
+        else:
+            run_dir = make_run_dir("train-d2rl", out, {"env": dataclasses.asdict(params),
+                                                       **cfg.to_dict()})
+        history = _train(cfg, env, run_dir, resume=resume if resume is not None else False)
+    except ValueError as e:
+        _fail(str(e))
+    import json
+    summ = json.loads((Path(run_dir) / "summary.json").read_text())
+    console.print(f"trained {len(history)} epochs; final sum rate {summ['final_sum_rate']:.3f} "
+                  f"bit/s/Hz, converged at epoch {summ['converged_epoch']} "
+                  f"({summ['cpu_to_convergence_s']:.1f} s CPU); agent: "
+                  f"[bold]{Path(run_dir) / 'checkpoints' / 'agent.pt'}[/bold]; history.csv, "
+                  f"summary.json and TensorBoard logs in {run_dir}")
 
 
 def _train_offline(algo, dataset, preset, horizon, steps, guidance, no_mean_field, epochs, lr,

@@ -13,8 +13,8 @@ def register(name: str, description: str, config):
 
 
 def get_experiment(name: str):
-    from radiorl.experiments import (ma_cdmp, ma_cdmp_baselines, marl_multicell,  # noqa: F401
-                                     quickstart)
+    from radiorl.experiments import (d2rl, ma_cdmp, ma_cdmp_baselines,  # noqa: F401
+                                     marl_multicell, quickstart)
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; valid experiments: {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]

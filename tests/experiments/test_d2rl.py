@@ -1,0 +1,92 @@
+"""D2RL experiments on a tiny preset: every figure writes its CSVs, PNGs and report through the
+CLI, runs are shared between figures through the store, and the references are ordered."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from radiorl.cli import app
+from radiorl.experiments import d2rl
+
+torch.set_num_threads(1)
+runner = CliRunner()
+
+TINY = {
+    "train": dict(epochs=10, eval_every=5, eval_batch=4, batch_size=8, buffer_size=64,
+                  hidden=16, time_dim=4, ma_window=2, checkpoint_every=4),
+    "seeds": [0, 1],
+    "sweep_m": [0.5],
+    "sweep_eta": [0.1, 0.5],
+    "sweep_seeds": [0],
+    "sweep_rewards": ["designed", "gdm"],
+    "env": {"n_dl": 2, "n_ul": 1},
+    "optimizer": dict(iterations=5, restarts=1),
+}
+
+
+@pytest.fixture()
+def tiny(monkeypatch):
+    monkeypatch.setitem(d2rl.PRESETS, "quick", TINY)
+
+
+def _rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def _run(name, out):
+    r = runner.invoke(app, ["run", name, "--preset", "quick", "--workers", "1", "--out",
+                            str(out)])
+    assert r.exit_code == 0, r.output
+    return next((out / name).iterdir())
+
+
+def test_d2rl_figures_write_results_and_share_runs(tiny, tmp_path):
+    d = _run("d2rl-action", tmp_path)
+    curves = _rows(d / "fig2_3_curves.csv")
+    assert {r["variant"] for r in curves} == {"A. w/o GDM", "A. w/ GDM"}
+    assert sorted({int(r["epoch"]) for r in curves}) == [5, 10]
+    times = _rows(d / "fig2_3_times.csv")
+    assert all(int(r["seeds"]) == 2 and float(r["cpu_per_epoch_s"]) > 0 for r in times)
+    for f in ("fig2_3_curves.png", "fig2_3_times.png"):
+        assert (d / "figures" / f).is_file()
+    rep = (d / "report.md").read_text()
+    assert "paper: −8.3 %" in rep and "optimizer" in rep
+    store = tmp_path / "d2rl-runs" / "quick"
+    assert len(list(store.iterdir())) == 4                 # 2 variants x 2 seeds
+
+    d = _run("d2rl-reward", tmp_path)
+    assert {r["variant"] for r in _rows(d / "fig4_6_times.csv")} == set(d2rl.REWARD_LABELS
+                                                                          .values())
+    grads = _rows(d / "fig5_gradients.csv")
+    assert {r["kind"] for r in grads} == {"weight", "bias"}
+    assert all(float(r["mean_abs_grad"]) >= 0 for r in grads)
+    assert any(p.name.startswith("fig5_gradients_") for p in (d / "figures").iterdir())
+    # "A. w/ GDM" of d2rl-action is "Designed R." here: reused, 4 new variants x 2 seeds
+    assert len(list(store.iterdir())) == 4 + 8
+    assert "target: a cut of at least 50 %" in (d / "report.md").read_text()
+
+    d = _run("d2rl-state", tmp_path)
+    t = {r["variant"] for r in _rows(d / "fig8_9_times.csv")}
+    assert len(t) == 10 and "Designed R. + S. Exp." in t
+    assert len(list(store.iterdir())) == 12 + 10            # only the S. Exp. runs are new
+
+    d = _run("d2rl-state-sweep", tmp_path)
+    sweep = _rows(d / "fig7_sweep.csv")
+    assert len(sweep) == 2 * (1 + 2)                         # (baseline + M x eta) per design
+    assert (d / "figures" / "fig7_sweep.png").is_file()
+
+
+def test_references_are_ordered(tiny):
+    """On the evaluation draws: MRT equal ≤ MRT water-filled ≤ optimizer ≤ R′."""
+    r = d2rl.references("quick")
+    assert r["mrt_equal"] <= r["mrt_waterfill"] + 1e-9
+    assert r["mrt_waterfill"] <= r["optimizer"] + 1e-9
+    assert r["optimizer"] <= r["bound"] + 1e-9
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(ValueError, match="unknown preset"):
+        d2rl.preset_config("fast")
