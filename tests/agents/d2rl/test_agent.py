@@ -243,3 +243,18 @@ def test_mlp_ddpg_learns_the_bandit_optimum(bandit):
     assert zero > 0.09
     assert mse < 0.01, mse
     assert float(env.sum_rate(test_state, a).mean()) > env.r_max - 0.05
+
+
+def test_flush_denormal():
+    """Subnormal floats are flushed to zero while the agent computes (long runs otherwise slow
+    down several-fold as Adam moments decay into subnormals)."""
+    try:
+        torch.set_flush_denormal(False)
+        x = torch.tensor([1e-39], dtype=torch.float32)
+        assert float(x * 1.0) != 0.0
+        D2RLAgent(small(flush_denormal=False), S, A).update(fake_batch())
+        assert float(x * 1.0) != 0.0
+        D2RLAgent(small(), S, A).update(fake_batch())
+        assert float(x * 1.0) == 0.0
+    finally:
+        torch.set_flush_denormal(False)

@@ -46,6 +46,8 @@ Choices where the paper and the spec are silent (each is a config value)
   noise (epsilon-greedy) is added only when collecting.
 * **Optimizers.** Adam with L2 weight decay 7e-5 for every network; critic lr 3e-4; the MLP
   actor uses the AENPNN's lr 5e-5.
+* **Subnormal floats** are flushed to zero (``flush_denormal``): long runs otherwise slow down
+  several-fold as Adam moments and dead units decay into subnormals.
 * **Activation** ReLU everywhere (Mish, the tutorial's, is slower than the matrix products on
   CPU); **critics** 2 hidden layers x 256 per head (TD3).
 """

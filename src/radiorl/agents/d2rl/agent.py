@@ -71,9 +71,12 @@ def _grad_abs_means(layers, prefix: str, grads: dict | None = None) -> dict:
 
 def _with_precision(method):
     """Run ``method`` under ``torch.set_float32_matmul_precision(config.matmul_precision)``,
-    restoring the previous global value afterwards."""
+    restoring the previous global value afterwards; with ``config.flush_denormal`` subnormal
+    floats are flushed to zero (left on: torch cannot read the setting back)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self.config.flush_denormal:
+            torch.set_flush_denormal(True)
         want = self.config.matmul_precision
         old = torch.get_float32_matmul_precision()
         if want == old:

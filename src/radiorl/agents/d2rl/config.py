@@ -89,6 +89,11 @@ class D2RLConfig:
             ``"medium"``: float32 matrix products through bfloat16 (AMX/AVX512-BF16 on CPUs that
             have it: a 256x256 product is ~4x faster, a full D2RL update ~1.4x; parameters,
             optimizer states and activations stay float32).
+        flush_denormal: ``torch.set_flush_denormal(True)`` (flush-to-zero of subnormal floats,
+            a process-wide CPU setting torch cannot read back, so it is left on) before the agent
+            computes. [ours: without it a long run slows down several-fold as Adam moments and the
+            weights of dead units decay into subnormal numbers: an MLP-DDPG update measured
+            12 ms at the start and 76 ms after 20,000 updates, 11.8 ms again with flushing]
 
     Optimization
         actor_lr: 5e-5 (AENPNN and the MLP actor) [paper]; reward_lr: 5e-5 (RENPNN, reward MLP)
@@ -136,6 +141,7 @@ class D2RLConfig:
     reward_mix: float = 0.5
     reward_relabel: bool = False
     matmul_precision: str = "highest"
+    flush_denormal: bool = True
     actor_lr: float = 5e-5
     critic_lr: float = 3e-4
     reward_lr: float = 5e-5
@@ -193,6 +199,9 @@ class D2RLConfig:
         if self.matmul_precision not in MATMUL_PRECISIONS:
             raise ValueError(f"D2RLConfig.matmul_precision must be one of "
                              f"{list(MATMUL_PRECISIONS)}, got {self.matmul_precision!r}")
+        if not isinstance(self.flush_denormal, bool):
+            raise ValueError(f"D2RLConfig.flush_denormal must be True or False, "
+                             f"got {self.flush_denormal!r}")
         if not isinstance(self.reward_relabel, bool):
             raise ValueError(f"D2RLConfig.reward_relabel must be True or False, "
                              f"got {self.reward_relabel!r}")

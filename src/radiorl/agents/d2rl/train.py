@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +134,8 @@ def summarize(history: list[dict], cfg: D2RLConfig) -> dict:
             "best_sum_rate": max(rates) if rates else NAN}
 
 
-def _mean_window(vals: list[float], w: int) -> float:
-    v = [x for x in vals[-w:] if _finite(x)]
+def _mean_window(vals) -> float:
+    v = [x for x in vals if _finite(x)]
     return float(np.mean(v)) if v else NAN
 
 
@@ -199,6 +199,10 @@ def train(config: D2RLConfig, env, run_dir, resume=False, progress: bool = True)
     wall_total = history[-1]["wall_total_s"] if history else 0.0
     cpu_total = history[-1]["cpu_total_s"] if history else 0.0
     env_steps = history[-1]["env_steps"] if history else 0
+    # moving-average windows (O(1) per epoch; rebuilt from the history on resume)
+    reward_win = deque((h["reward"] for h in history), maxlen=cfg.ma_window)
+    eval_win = deque((h["sum_rate"] for h in history if _finite(h["sum_rate"])),
+                     maxlen=cfg.ma_window)
     label = f"D2RL actor={cfg.actor} reward={cfg.reward}" + (
         f" S.Exp.(M={cfg.state_exploration[0]:g}, eta={cfg.state_exploration[1]:g})"
         if cfg.state_exploration else "")
@@ -256,12 +260,11 @@ def train(config: D2RLConfig, env, run_dir, resume=False, progress: bool = True)
             for k in ("train_sum_rate", "reward", "critic_reward", "reward_gap",
                       "reward_abs_gap", "saturated_frac", "substituted_frac"):
                 row[k] = float(np.mean(col[k])) if col[k] else NAN
-            row["ma_reward"] = _mean_window([h["reward"] for h in history] + [row["reward"]],
-                                            cfg.ma_window)
-            evals = [h["sum_rate"] for h in history if _finite(h["sum_rate"])]
+            reward_win.append(row["reward"])
+            row["ma_reward"] = _mean_window(reward_win)
             if _finite(row["sum_rate"]):
-                evals.append(row["sum_rate"])
-            row["ma_sum_rate"] = _mean_window(evals, cfg.ma_window)
+                eval_win.append(row["sum_rate"])
+            row["ma_sum_rate"] = _mean_window(eval_win)
             row["chi"] = agent.chi.chi if agent.chi is not None else 0.0
             for k in ("critic_loss", "actor_loss", "q_mean", "reward_loss", "state_loss"):
                 row[k] = float(np.mean(upd[k])) if upd[k] else NAN
