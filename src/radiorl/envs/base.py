@@ -126,7 +126,7 @@ def check_array(name: str, arr, *, shape=None, low=None, high=None, integer=Fals
 
 def _range_text(low, high, low_open=False) -> str:
     if low is not None and high is not None:
-        return f"in [{low}, {high}]"
+        return f"in {'(' if low_open else '['}{low}, {high}]"
     if low is not None:
         return f"{'>' if low_open else '>='} {low}"
     if high is not None:

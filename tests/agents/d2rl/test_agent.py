@@ -245,16 +245,27 @@ def test_mlp_ddpg_learns_the_bandit_optimum(bandit):
     assert float(env.sum_rate(test_state, a).mean()) > env.r_max - 0.05
 
 
-def test_flush_denormal():
+def test_flush_denormal_only_while_the_agent_computes():
     """Subnormal floats are flushed to zero while the agent computes (long runs otherwise slow
-    down several-fold as Adam moments decay into subnormals)."""
+    down several-fold as Adam moments decay into subnormals), and IEEE subnormals are back
+    after every call, so the rest of the process computes as before."""
+    from radiorl.agents.d2rl.agent import _with_precision
+    x = torch.tensor([1e-39], dtype=torch.float32)
+
+    class Probe:
+        def __init__(self, cfg):
+            self.config = cfg
+
+        @_with_precision
+        def product(self):
+            return float(x * 1.0)
+
     try:
         torch.set_flush_denormal(False)
-        x = torch.tensor([1e-39], dtype=torch.float32)
-        assert float(x * 1.0) != 0.0
-        D2RLAgent(small(flush_denormal=False), S, A).update(fake_batch())
-        assert float(x * 1.0) != 0.0
+        assert Probe(small()).product() == 0.0               # flushed inside
+        assert float(x * 1.0) != 0.0                          # restored after
+        assert Probe(small(flush_denormal=False)).product() != 0.0
         D2RLAgent(small(), S, A).update(fake_batch())
-        assert float(x * 1.0) == 0.0
+        assert float(x * 1.0) != 0.0
     finally:
         torch.set_flush_denormal(False)

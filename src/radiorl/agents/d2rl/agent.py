@@ -72,20 +72,24 @@ def _grad_abs_means(layers, prefix: str, grads: dict | None = None) -> dict:
 def _with_precision(method):
     """Run ``method`` under ``torch.set_float32_matmul_precision(config.matmul_precision)``,
     restoring the previous global value afterwards; with ``config.flush_denormal`` subnormal
-    floats are flushed to zero (left on: torch cannot read the setting back)."""
+    floats are flushed to zero during the call and IEEE subnormals (the process default) are
+    back on after it, so nothing else in the process computes differently."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        if self.config.flush_denormal:
-            torch.set_flush_denormal(True)
+        flush = self.config.flush_denormal
         want = self.config.matmul_precision
         old = torch.get_float32_matmul_precision()
-        if want == old:
-            return method(self, *args, **kwargs)
-        torch.set_float32_matmul_precision(want)
+        if flush:
+            torch.set_flush_denormal(True)
+        if want != old:
+            torch.set_float32_matmul_precision(want)
         try:
             return method(self, *args, **kwargs)
         finally:
-            torch.set_float32_matmul_precision(old)
+            if want != old:
+                torch.set_float32_matmul_precision(old)
+            if flush:
+                torch.set_flush_denormal(False)
     return wrapper
 
 

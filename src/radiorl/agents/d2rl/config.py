@@ -5,10 +5,10 @@ too, documented on :class:`D2RLConfig`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 
 from radiorl.diffusion.schedules import SCHEDULES
+from radiorl.envs.base import check_number
 from radiorl.diffusion.vector import X0_BOUNDS
 from radiorl.nn.mlp import ACTIVATIONS
 
@@ -30,23 +30,11 @@ ARCH_FIELDS = ("actor", "reward", "state_exploration", "diffusion_steps", "sched
                "state_layers", "time_dim", "activation")
 
 
-def _num(name, v, lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
-    lo_s = "-inf" if lo is None else repr(lo)
-    hi_s = "inf" if hi is None else repr(hi)
-    rng = f"{'(' if lo_open else '['}{lo_s}, {hi_s}{')' if hi_open else ']'}"
-    kind = "an integer" if integer else "a finite number"
-    ok = not isinstance(v, bool) and isinstance(v, (int, float))
-    if ok and integer:
-        ok = float(v).is_integer() if isinstance(v, float) else True
-    if ok:
-        f = float(v)
-        ok = math.isfinite(f)
-        if ok and lo is not None:
-            ok = f > lo if lo_open else f >= lo
-        if ok and hi is not None:
-            ok = f < hi if hi_open else f <= hi
-    if not ok:
-        raise ValueError(f"D2RLConfig.{name} must be {kind} in {rng}, got {v!r}")
+def _num(name, v, lo=None, hi=None, lo_open=False, integer=False):
+    """``envs.base.check_number`` on a field, named ``D2RLConfig.<name>``; booleans refused."""
+    if isinstance(v, bool):
+        raise ValueError(f"D2RLConfig.{name} must be a number, got {v!r}")
+    check_number(f"D2RLConfig.{name}", v, low=lo, high=hi, low_open=lo_open, integer=integer)
 
 
 @dataclass(frozen=True)
@@ -89,9 +77,10 @@ class D2RLConfig:
             ``"medium"``: float32 matrix products through bfloat16 (AMX/AVX512-BF16 on CPUs that
             have it: a 256x256 product is ~4x faster, a full D2RL update ~1.4x; parameters,
             optimizer states and activations stay float32).
-        flush_denormal: ``torch.set_flush_denormal(True)`` (flush-to-zero of subnormal floats,
-            a process-wide CPU setting torch cannot read back, so it is left on) before the agent
-            computes. [ours: without it a long run slows down several-fold as Adam moments and the
+        flush_denormal: ``torch.set_flush_denormal(True)`` (flush-to-zero of subnormal floats)
+            while the agent computes, IEEE subnormals again after every call (the process
+            default; torch cannot read the setting back, so a process that wants flushing
+            everywhere sets it again). [ours: without it a long run slows down several-fold as Adam moments and the
             weights of dead units decay into subnormal numbers: an MLP-DDPG update measured
             12 ms at the start and 76 ms after 20,000 updates, 11.8 ms again with flushing]
 
