@@ -90,3 +90,9 @@ def test_references_are_ordered(tiny):
 def test_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="unknown preset"):
         d2rl.preset_config("fast")
+
+
+def test_a_run_has_converged_only_if_it_stayed_in_the_band():
+    assert d2rl.settled({"converged_epoch": 800, "epochs": 1000})
+    assert not d2rl.settled({"converged_epoch": 801, "epochs": 1000})
+    assert not d2rl.settled({"converged_epoch": None, "epochs": 1000})
