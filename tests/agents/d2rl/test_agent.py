@@ -269,3 +269,36 @@ def test_flush_denormal_only_while_the_agent_computes():
         assert float(x * 1.0) != 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_critic_layer_norm(tmp_path):
+    """``critic_layer_norm=True``: a per-head LayerNorm in every hidden layer of the critics
+    (targets too), heads normalized independently; saved and loaded; a checkpoint does not load
+    under the other value (it changes the networks)."""
+    from radiorl.agents.d2rl.config import ARCH_FIELDS
+    from radiorl.agents.d2rl.networks import EnsembleLayerNorm
+    assert "critic_layer_norm" in ARCH_FIELDS
+    plain = D2RLAgent(small(actor="mlp", reward="designed"), S, A)
+    assert not any(isinstance(m, EnsembleLayerNorm) for m in plain.critic.modules())
+    agent = D2RLAgent(small(actor="mlp", reward="designed", critic_layer_norm=True), S, A)
+    for net in (agent.critic, agent.critic_target):
+        norms = [m for m in net.modules() if isinstance(m, EnsembleLayerNorm)]
+        assert len(norms) == 2 and norms[0].weight.shape == (2, 1, 32)
+    # the hidden pre-activations of each head have zero mean and unit variance
+    crit = agent.critic
+    x = torch.randn(64, S + A).unsqueeze(0).expand(2, 64, S + A)
+    h = crit.norms[0](crit.linears[0](x))
+    torch.testing.assert_close(h.mean(-1), torch.zeros(2, 64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(h.var(-1, unbiased=False), torch.ones(2, 64), atol=1e-3, rtol=0)
+    b = fake_batch()
+    before = params(crit)
+    agent.update(b)
+    assert all(not torch.equal(p0, p1) for p0, p1 in zip(before, crit.parameters()))
+    path = agent.save(tmp_path / "ln.pt")
+    loaded = D2RLAgent.load(path)
+    assert loaded.config.critic_layer_norm is True
+    obs, act = torch.randn(5, S), torch.rand(5, A) * 2 - 1
+    torch.testing.assert_close(loaded.critic(obs, act), agent.critic(obs, act))
+    assert agent.update(b) == loaded.update(b)
+    with pytest.raises(ValueError, match=r"networks.*critic_layer_norm: True != False"):
+        D2RLAgent.load(path, small(actor="mlp", reward="designed"))

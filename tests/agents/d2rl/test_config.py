@@ -44,6 +44,7 @@ def test_unknown_reward_lists_the_five():
     ({"gdm_x0_bound": "soft"}, r"gdm_x0_bound must be one of \['clip', 'tanh'\]"),
     ({"epsilon": -0.1}, r"epsilon must be"),
     ({"reward_relabel": 1}, r"reward_relabel must be True or False"),
+    ({"critic_layer_norm": 1}, r"critic_layer_norm must be True or False"),
     ({"matmul_precision": "low"}, r"matmul_precision must be one of"),
     ({"convergence_metric": "loss"}, r"convergence_metric must be one of"),
     ({"learning_starts": 0}, r"learning_starts must be in \[1, "),

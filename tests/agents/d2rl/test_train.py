@@ -94,6 +94,9 @@ def test_resume_errors(tmp_path):
     with pytest.raises(ValueError, match="saved agent, not a training checkpoint"):
         train(tiny(epochs=2), env, tmp_path, resume=tmp_path / "checkpoints/agent.pt",
               progress=False)
+    with pytest.raises(ValueError, match=r"another config.*critic_layer_norm: False != True"):
+        train(tiny(epochs=2, critic_layer_norm=True), env, tmp_path, resume=True,
+              progress=False)
     hist = train(tiny(epochs=2), env, tmp_path, resume=tmp_path, progress=False)  # a run folder
     assert [h["epoch"] for h in hist] == [1, 2]
 

@@ -27,7 +27,7 @@ RUN_FIELDS = ("epochs", "eval_every", "eval_batch", "eval_steps", "eval_seed",
 #: fields that fix the shapes of the networks (a checkpoint loads only if they match)
 ARCH_FIELDS = ("actor", "reward", "state_exploration", "diffusion_steps", "schedule",
                "vp_beta_max", "hidden", "actor_layers", "critic_layers", "reward_layers",
-               "state_layers", "time_dim", "activation")
+               "state_layers", "time_dim", "activation", "critic_layer_norm")
 
 
 def _num(name, v, lo=None, hi=None, lo_open=False, integer=False):
@@ -64,6 +64,9 @@ class D2RLConfig:
             uses Mish, which with this CPU torch build costs more than the 256x256 matrix product
             it follows (0.65 ms forward+backward vs 0.06 for ReLU, 0.29 for GELU); ``"mish"``,
             ``"gelu"``, ``"tanh"`` are available].
+        critic_layer_norm: a LayerNorm (own gain and shift per Q head) after every hidden
+            Linear of the critics, before the activation [ours; default False = the plain
+            TD3 critic]. Changes the networks (an ARCH field).
         gdm_x0_bound: how the AENPNN bounds its x0 estimate to [-1, 1] at every step:
             ``"clip"`` (the tutorial's hard clamp, zero gradient when saturated) or ``"tanh"``.
         reward_clip, state_clip: bound of the x0 estimate of RENPNN / SENPNN in normalized
@@ -124,6 +127,7 @@ class D2RLConfig:
     state_layers: int = 4
     time_dim: int = 16
     activation: str = "relu"
+    critic_layer_norm: bool = False
     gdm_x0_bound: str = "clip"
     reward_clip: float = 5.0
     state_clip: float = 5.0
@@ -191,6 +195,9 @@ class D2RLConfig:
         if not isinstance(self.flush_denormal, bool):
             raise ValueError(f"D2RLConfig.flush_denormal must be True or False, "
                              f"got {self.flush_denormal!r}")
+        if not isinstance(self.critic_layer_norm, bool):
+            raise ValueError(f"D2RLConfig.critic_layer_norm must be True or False, "
+                             f"got {self.critic_layer_norm!r}")
         if not isinstance(self.reward_relabel, bool):
             raise ValueError(f"D2RLConfig.reward_relabel must be True or False, "
                              f"got {self.reward_relabel!r}")

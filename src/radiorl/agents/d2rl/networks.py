@@ -3,7 +3,8 @@
 * :class:`DiffusionActor` -- AENPNN, Mode I: ``P`` reverse steps from ``N(0, I)`` conditioned on
   the state; the action is the chain's output (``[B, A]`` in ``[-1, 1]``).
 * :class:`MLPActor` -- "A. w/o GDM": ``tanh(MLP(s))``, same depth and width as the AENPNN.
-* :class:`DoubleCritic` -- two Q heads computed as one batched (ensemble) MLP: ``[2, B]``.
+* :class:`DoubleCritic` -- two Q heads computed as one batched (ensemble) MLP: ``[2, B]``;
+  optionally with a per-head LayerNorm (:class:`EnsembleLayerNorm`) in every hidden layer.
 * :class:`RewardGenerator` -- RENPNN, Mode I: the (normalized) reward ``[B, 1]`` generated from
   noise conditioned on ``(s, a)``; trained by noise matching on the real reward.
 * :class:`RewardMLP` -- "Designed R. + MLP": an MLP regressor of the (normalized) reward.
@@ -86,6 +87,21 @@ class MLPActor(nn.Module):
         return _mlp_layers(self.mlp)
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last dimension of ``[n, B, d]`` with a separate gain and shift
+    (``[n, 1, d]``, initialized to 1 and 0) for each of the ``n`` ensemble members."""
+
+    def __init__(self, n: int, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias, x, self.weight)
+
+
 class DoubleCritic(nn.Module):
     """Two independent Q heads ``Q_i(s, a)`` (``layers`` hidden layers of width ``hidden``)
     evaluated as one ensemble MLP (one batched matrix product per layer).
@@ -93,13 +109,17 @@ class DoubleCritic(nn.Module):
     ``forward(obs [B, S], action [B, A]) -> [2, B]``."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: int = 256, layers: int = 3,
-                 activation: str = "relu"):
+                 activation: str = "relu", layer_norm: bool = False):
         super().__init__()
         dims = [obs_dim + action_dim] + [hidden] * layers + [1]
         self.linears = nn.ModuleList(EnsembleLinear(2, a, b) for a, b in zip(dims[:-1], dims[1:]))
         for lin in self.linears:       # PyTorch's default bias init (EnsembleLinear zeroes it)
             bound = 1.0 / math.sqrt(lin.in_features)
             nn.init.uniform_(lin.bias, -bound, bound)
+        # one LayerNorm per hidden layer (after the Linear, before the activation), each head
+        # with its own gain and shift
+        self.norms = nn.ModuleList(EnsembleLayerNorm(2, hidden) for _ in range(layers)) \
+            if layer_norm else None
         self.act = ACTIVATIONS[activation]()
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -109,6 +129,8 @@ class DoubleCritic(nn.Module):
         for i, lin in enumerate(self.linears):
             h = lin(h)
             if i < last:
+                if self.norms is not None:
+                    h = self.norms[i](h)
                 h = self.act(h)
         return h.squeeze(-1)
 
