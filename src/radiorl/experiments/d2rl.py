@@ -317,7 +317,8 @@ def _plot_gradients(rows, net, path, title):
             ax.bar(np.arange(len(layers)) + (i - (len(labels) - 1) / 2) * w, v, w, label=lab)
         ax.set_xticks(np.arange(len(layers)))
         ax.set_xticklabels(layers, fontsize=7)
-        ax.set_title(f"mean |gradient| of the {kind}s ({net})")
+        ax.set_title(f"mean |gradient| of the {'weights' if kind == 'weight' else 'biases'} "
+                     f"({net})")
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
