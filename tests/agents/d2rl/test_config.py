@@ -58,5 +58,5 @@ def test_frozen_and_unknown_fields():
     c = D2RLConfig()
     with pytest.raises(Exception):
         c.gamma = 0.5
-    with pytest.raises(ValueError, match="unknown D2RLConfig field"):
+    with pytest.raises(ValueError, match="unknown D2RL config fields"):
         D2RLConfig.from_dict({"gama": 0.5})

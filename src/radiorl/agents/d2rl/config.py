@@ -5,8 +5,9 @@ too, documented on :class:`D2RLConfig`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from radiorl.agents.config import ConfigIO
 from radiorl.diffusion.schedules import SCHEDULES
 from radiorl.envs.base import check_number
 from radiorl.diffusion.vector import X0_BOUNDS
@@ -38,7 +39,7 @@ def _num(name, v, lo=None, hi=None, lo_open=False, integer=False):
 
 
 @dataclass(frozen=True)
-class D2RLConfig:
+class D2RLConfig(ConfigIO):
     """D2RL hyper-parameters. **[paper]** = Table II / Sec. IV-C; **[ours]** = our choice.
 
     Variant
@@ -111,6 +112,9 @@ class D2RLConfig:
         checkpoint_every (epochs), tb_every (epochs between TensorBoard scalars; the history has
         every epoch), seed, threads (0 = torch default).
     """
+
+    TUPLES = ("state_exploration",)
+    LABEL = "D2RL"
 
     actor: str = "gdm"
     reward: str = "designed-gdm"
@@ -249,23 +253,6 @@ class D2RLConfig:
     @property
     def learned_reward(self) -> bool:
         return self.reward in ("designed-mlp", "gdm", "designed-gdm")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        if d["state_exploration"] is not None:
-            d["state_exploration"] = list(d["state_exploration"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "D2RLConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown D2RLConfig field(s) {unknown}")
-        d = dict(d)
-        if d.get("state_exploration") is not None:
-            d["state_exploration"] = tuple(d["state_exploration"])
-        return cls(**d)
 
     def differences(self, other: "D2RLConfig", ignore=()) -> list[str]:
         """``["field: self_value != other_value", ...]`` over the fields not in ``ignore``."""

@@ -25,7 +25,7 @@ import hashlib
 import json
 import threading
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from radiorl.agents.config import ConfigIO  # noqa: F401  (re-exported)
 from radiorl.agents.offline.trainer import check_loop_config
 from radiorl.data.hdf5 import OfflineDataset
 from radiorl.data.schema import DatasetError
@@ -64,32 +65,6 @@ def check_sampler(sampler: str, steps, K: int, name: str = "sampler",
 
 
 # =========================================================================== configs
-class ConfigIO:
-    """``to_dict``/``from_dict`` for the method configs (the ``TUPLES`` fields are stored as
-    lists; ``LABEL`` names the method in messages)."""
-
-    TUPLES: tuple = ()
-    LABEL = ""
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in self.TUPLES:
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.LABEL} config fields {unknown}")
-        kw = dict(d)
-        for k in cls.TUPLES:
-            if k in kw and kw[k] is not None:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
-
-
 @dataclass
 class PlannerConfig(ConfigIO):
     """The config fields every offline diffusion planner has, with the defaults they share

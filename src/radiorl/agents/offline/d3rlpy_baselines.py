@@ -97,12 +97,13 @@ import contextlib
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from radiorl.agents.config import ConfigIO
 from radiorl.agents.offline.common import OBS_DIM, evaluation_reward
 from radiorl.agents.offline.trainer import check_selection_fields, run_epochs
 from radiorl.data.normalizers import KINDS, Normalizer
@@ -150,11 +151,14 @@ def import_d3rlpy(method: str | None = None):
 
 # =========================================================================== config
 @dataclass
-class D3rlpyConfig:
+class D3rlpyConfig(ConfigIO):
     """One configuration for the three baselines (see the module docstring for the values).
 
     ``None`` fields take d3rlpy's default for ``method`` in :meth:`validate`.
     """
+
+    TUPLES = ("hidden", "eval_scenarios")
+    LABEL = "d3rlpy baseline"
 
     method: str = "cql"
     # budget (paper: 100 epochs x 1,000 steps)
@@ -263,24 +267,6 @@ class D3rlpyConfig:
         check_number("seed", self.seed, low=0, integer=True)
         check_number("threads", self.threads, low=0, high=1024, integer=True)
         return self
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("hidden", "eval_scenarios"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "D3rlpyConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown d3rlpy baseline config fields {unknown}")
-        kw = dict(d)
-        for k in ("hidden", "eval_scenarios"):
-            if k in kw and kw[k] is not None:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
 
 
 #: Fields that define the networks (and the data they see): a checkpoint can only be resumed
