@@ -42,3 +42,11 @@ def test_write_csv_numbers_read_back_as_numbers(tmp_path):
                                         "c": np.int64(3), "d": 2.0, "e": "x"}])
     row = next(csv.DictReader(open(p)))
     assert row == {"a": "-1.234568", "b": "0.5", "c": "3", "d": "2.0", "e": "x"}
+
+
+def test_append_report_creates_then_appends(tmp_path):
+    from radiorl.runtime.files import append_report
+    append_report(tmp_path, "## a\n")
+    append_report(tmp_path, "## b\n")
+    assert (tmp_path / "report.md").read_text() == "## a\n## b\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]     # no temporary file left

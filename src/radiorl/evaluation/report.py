@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from radiorl.runtime.files import atomic_write_text, write_csv  # noqa: E402
+from radiorl.runtime.files import append_report, write_csv  # noqa: E402
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -214,9 +214,6 @@ def write_evaluation(run_dir, rows: list[dict], delays: dict, title: str = "",
     for load in dict.fromkeys(s["load"] for s in summary):
         figs.append(plot_delay_cdf(delays, load, run_dir / "figures" / f"{prefix}delay_cdf_{load}.png",
                                    unit, f"{title} delay CDF, load {load} (dashed: max)"))
-    md = run_dir / "report.md"
-    old = md.read_text() if md.exists() else ""
-    sec = f"## {title or 'evaluation'}\n\n{markdown_table(summary)}\n" + "".join(
-        f"![{f.stem}](figures/{f.name})\n" for f in figs) + "\n"
-    atomic_write_text(md, old + sec)
+    append_report(run_dir, f"## {title or 'evaluation'}\n\n{markdown_table(summary)}\n" + "".join(
+        f"![{f.stem}](figures/{f.name})\n" for f in figs) + "\n")
     return summary

@@ -53,7 +53,7 @@ from rich.console import Console
 
 from radiorl.experiments.registry import register
 from radiorl.runtime.executor import run_tasks
-from radiorl.runtime.files import atomic_write_text, write_csv
+from radiorl.runtime.files import append_report, write_csv
 
 REWARD_LABELS = {"raw": "Raw R.", "designed": "Designed R.", "designed-mlp": "Designed R. + MLP",
                  "gdm": "GDM R.", "designed-gdm": "Designed + GDM R."}
@@ -327,8 +327,7 @@ def _plot_gradients(rows, net, path, title):
 
 
 def _append_report(run_dir, md: str, console: Console | None):
-    report = Path(run_dir) / "report.md"
-    atomic_write_text(report, (report.read_text() if report.exists() else "") + md + "\n")
+    append_report(run_dir, md + "\n")
     if console is not None:
         console.print(md)
 

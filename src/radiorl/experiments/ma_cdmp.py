@@ -54,7 +54,7 @@ from radiorl.evaluation.report import summarize
 from radiorl.evaluation.runner import evaluate
 from radiorl.experiments.registry import register
 from radiorl.runtime.executor import run_tasks
-from radiorl.runtime.files import atomic_write_text, write_csv
+from radiorl.runtime.files import append_report, write_csv
 
 PAPER_SCENARIOS = ["adhoc-8-2:6", "adhoc-8-4:4", "adhoc-9-2:7", "adhoc-9-4:5"]
 BEHAVIOURS = ["mixture:0", "mixture:0.1", "mixture:0.3", "mixture:1"]
@@ -286,9 +286,7 @@ def _write(run_dir, name: str, rows: list[dict], summary: list[dict], md: str,
     run_dir = Path(run_dir)
     write_csv(run_dir / f"{name}.csv", rows)
     write_csv(run_dir / f"{name}_summary.csv", summary)
-    report = run_dir / "report.md"
-    old = report.read_text() if report.exists() else ""
-    atomic_write_text(report, old + md + "\n")
+    append_report(run_dir, md + "\n")
     console.print(md)
 
 

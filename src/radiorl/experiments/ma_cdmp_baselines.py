@@ -43,7 +43,7 @@ from rich.console import Console
 
 from radiorl.experiments import ma_cdmp as base
 from radiorl.experiments.registry import register
-from radiorl.runtime.files import atomic_write_text, write_csv
+from radiorl.runtime.files import append_report, write_csv
 
 #: label -> model variant (``algo`` picks the learner; see agents/offline/registry.py)
 DTDE = {"MA-CDMP": {}, "MA-CQL": {"algo": "cql"}, "MA-TD3+BC": {"algo": "td3bc"},
@@ -189,8 +189,7 @@ def fig3(preset, run_dir, workers=2, console=None):
                   + ("." if top == "MA-CDMP" else
                      f"; MA-CDMP ({peak.get('MA-CDMP', float('nan')):.2f}) is **not**."))
     md = "\n".join(md) + "\n"
-    report = Path(run_dir) / "report.md"
-    atomic_write_text(report, (report.read_text() if report.exists() else "") + md + "\n")
+    append_report(run_dir, md + "\n")
     console.print(md)
     return rows
 

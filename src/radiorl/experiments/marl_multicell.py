@@ -51,7 +51,7 @@ from radiorl.evaluation.report import print_table, write_evaluation
 from radiorl.evaluation.runner import evaluate
 from radiorl.experiments.registry import register
 from radiorl.runtime.executor import run_tasks
-from radiorl.runtime.files import atomic_write_text, write_csv
+from radiorl.runtime.files import append_report, write_csv
 
 CONFLICT = "conflict-8"
 HEX, RANDOM = "cellular-19-hex", "cellular-19-random"
@@ -280,7 +280,7 @@ def fig12_13(preset, run_dir, workers=2, console=None):
                   f"{int(r['history'][-1]['slots']) if r['history'] else 0:,} | "
                   f"{last.get('eval_mean_delay', float('nan')):.3f} |")
     md += [f"![{sc}-{m}](figures/training_{sc}_{m}.png)" for sc, _, m in models]
-    _append_report(run_dir, "\n".join(md) + "\n")
+    append_report(run_dir, "\n".join(md) + "\n\n")
     console.print("\n".join(md))
     return rows
 
@@ -316,7 +316,7 @@ def table4(preset, run_dir, workers=2, console=None):
           "| scenario | method | information used | ms per decision |", "|---|---|---|---|"]
     md += [f"| {r['scenario']} | {r['policy']} | {r['information']} | "
            f"{r['ms_per_decision']:.3f} |" for r in rows]
-    _append_report(run_dir, "\n".join(md) + "\n")
+    append_report(run_dir, "\n".join(md) + "\n\n")
     console.print("\n".join(md))
     return rows
 
@@ -349,15 +349,9 @@ def table5(preset, run_dir, workers=2, console=None):
             d = np.mean([r["mean_delay"] for r in rs])
             cells.append(f"unstable ({unst}/{len(rs)})" if unst else f"{d:.3f}")
         md.append(f"| {tl} | " + " | ".join(cells) + " |")
-    _append_report(run_dir, "\n".join(md) + "\n")
+    append_report(run_dir, "\n".join(md) + "\n\n")
     console.print("\n".join(md))
     return rows
-
-
-def _append_report(run_dir, text: str) -> None:
-    md = Path(run_dir) / "report.md"
-    old = md.read_text() if md.exists() else ""
-    atomic_write_text(md, old + text + "\n")
 
 
 @register("marl-multicell-scalability",
@@ -389,6 +383,6 @@ def scalability(preset, run_dir, workers=2, console=None):
             cells.append(f"unstable ({unst}/{len(rs)})" if unst else
                          f"{np.mean([r['mean_delay'] for r in rs]):.2f}")
         md.append(f"| {net} | " + " | ".join(cells) + " |")
-    _append_report(run_dir, "\n".join(md) + "\n")
+    append_report(run_dir, "\n".join(md) + "\n\n")
     console.print("\n".join(md))
     return rows

@@ -44,6 +44,13 @@ def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def append_report(run_dir, text: str) -> Path:
+    """Append ``text`` to ``run_dir/report.md`` (created if absent), rewritten atomically, so
+    a killed run never leaves a half-written report."""
+    md = Path(run_dir) / "report.md"
+    return atomic_write_text(md, (md.read_text() if md.exists() else "") + text)
+
+
 def write_csv(path, rows: list[dict], columns: list[str] | None = None) -> Path:
     """Write ``rows`` (dicts) as CSV atomically; columns default to the union in first-seen order."""
     if columns is None:
