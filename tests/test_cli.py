@@ -262,6 +262,22 @@ def test_train_d2rl_writes_agent_and_resumes(tmp_path):
     assert r.exit_code == 2 and "actor" in r.output
 
 
+def test_train_d2rl_preset_sets_the_protocol_and_env_overrides_it(tmp_path):
+    """--preset quick brings the experiments' protocol (64 draws per step, MMSE receivers);
+    --env and --set still override it."""
+    import yaml
+    from radiorl.experiments.d2rl import PROTOCOL
+    r = runner.invoke(app, ["train", "d2rl", "--actor", "mlp", "--reward", "designed",
+                            "--preset", "quick", "--epochs", "2", "--out", str(tmp_path),
+                            *D2RL_TINY, "--set", "n_envs=4"])
+    assert r.exit_code == 0, r.output
+    cfg = yaml.safe_load(next((tmp_path / "train-d2rl").iterdir()).joinpath("config.yaml")
+                         .read_text())
+    assert cfg["env"]["mmse_receiver"] is True and cfg["env"]["n_dl"] == 2
+    assert cfg["n_envs"] == 4 and cfg["updates_per_step"] == PROTOCOL["updates_per_step"]
+    assert cfg["gdm_x0_bound"] == "tanh" and cfg["epochs"] == 2
+
+
 @pytest.mark.parametrize("args, field", [
     (["--reward", "shaped"], "reward"), (["--actor", "transformer"], "actor"),
     (["--state-exploration", "0.5"], "--state-exploration"),

@@ -399,7 +399,8 @@ def _train_d2rl(actor, reward, state_exploration, env_items, preset, epochs, see
                                  f"0.9,0.001), got {state_exploration!r}")
         kw.update(_config_overrides(D2RLConfig, set_items))
         cfg = D2RLConfig.from_dict(kw)
-        params = FullDuplexParams(**_config_overrides(FullDuplexParams, env_items, "--env"))
+        params = FullDuplexParams(**{**(PRESETS[preset]["env"] if preset else {}),
+                                     **_config_overrides(FullDuplexParams, env_items, "--env")})
         env = FullDuplexEnv(params)
         import dataclasses
         if resume is not None:

@@ -21,6 +21,7 @@ TINY = {
     "sweep_m": [0.5],
     "sweep_eta": [0.1, 0.5],
     "sweep_seeds": [0],
+    "sweep_epochs": 6,
     "sweep_rewards": ["designed", "gdm"],
     "env": {"n_dl": 2, "n_ul": 1},
     "optimizer": dict(iterations=5, restarts=1),
@@ -96,3 +97,24 @@ def test_a_run_has_converged_only_if_it_stayed_in_the_band():
     assert d2rl.settled({"converged_epoch": 800, "epochs": 1000})
     assert not d2rl.settled({"converged_epoch": 801, "epochs": 1000})
     assert not d2rl.settled({"converged_epoch": None, "epochs": 1000})
+
+
+@pytest.mark.parametrize("preset", sorted(d2rl.PRESETS))
+def test_every_preset_gives_valid_configs_for_every_variant(preset):
+    """Every figure's variants validate under every preset; ``quick`` and ``paper`` share the
+    sample-efficient protocol, ``table2`` keeps Table II's collection and the paper's T."""
+    from radiorl.agents.d2rl import D2RLConfig
+    p = d2rl.PRESETS[preset]
+    for reward in d2rl.REWARD_LABELS:
+        for se in (None, d2rl.PAPER_STATE_EXPLORATION[reward]):
+            cfg = d2rl.variant_config(preset, actor="gdm", reward=reward, state_exploration=se)
+            for k, v in (d2rl.PROTOCOL.items() if preset != "table2" else ()):
+                assert cfg[k] == v, (preset, k)
+    d2rl.make_env(p["env"])                                   # env fields valid
+    assert p["sweep_epochs"] <= p["train"]["epochs"]
+    if preset == "table2":
+        ref = D2RLConfig()
+        cfg = d2rl.variant_config(preset)
+        for k in ("n_envs", "updates_per_step", "epsilon", "noise_std", "state_loss_threshold"):
+            assert cfg[k] == getattr(ref, k), k
+        assert not p["env"].get("mmse_receiver", False)
