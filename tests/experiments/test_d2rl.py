@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -97,6 +98,16 @@ def test_a_run_has_converged_only_if_it_stayed_in_the_band():
     assert d2rl.settled({"converged_epoch": 800, "epochs": 1000})
     assert not d2rl.settled({"converged_epoch": 801, "epochs": 1000})
     assert not d2rl.settled({"converged_epoch": None, "epochs": 1000})
+
+
+def test_tail_rise_measures_the_climb_over_the_last_fifth():
+    nan = float("nan")
+    flat = [{"epoch": e, "ma_sum_rate": 2.0 if e else nan} for e in range(0, 101, 10)]
+    assert d2rl.tail_rise(flat) == 0.0
+    # linear 1 -> 2 over 100 epochs: value at epoch 80 is 1.8, last 2.0 -> +11.1 %
+    lin = [{"epoch": e, "ma_sum_rate": 1 + e / 100} for e in range(0, 101, 10)]
+    assert d2rl.tail_rise(lin) == pytest.approx(2.0 / 1.8 - 1)
+    assert np.isnan(d2rl.tail_rise(lin[:1]))
 
 
 @pytest.mark.parametrize("preset", sorted(d2rl.PRESETS))
