@@ -275,8 +275,9 @@ def train(algo: str = typer.Argument(..., help="mappo | d2rl | " + " | ".join(OF
                                        "cellular-19-random, ..."),
           dataset: str = typer.Option(None, help="[offline learners] offline dataset "
                                       "(radiorl collect)"),
-          preset: str = typer.Option(None, help="[offline, d2rl] paper (default) | quick | "
-                                     "realtime (macdmp)"),
+          preset: str = typer.Option(None, help="[offline] paper (default) | quick | "
+                                     "realtime (macdmp); [d2rl] quick | paper (the "
+                                     "experiments' protocol) | table2 (none: Table II)"),
           horizon: int = typer.Option(None, help="[diffusion planners] planning horizon H "
                                       "(frames) [16]"),
           steps: int = typer.Option(None, help="[diffusion planners] diffusion steps K [100]"),
