@@ -84,6 +84,7 @@ PROTOCOL = dict(n_envs=64, updates_per_step=4, epsilon=1.0, noise_std=0.3,
                 gdm_x0_bound="tanh", state_loss_threshold=0.5)
 PROTOCOL_ENV = {"mmse_receiver": True}
 
+
 def _preset(train: dict, seeds, sweep_m, sweep_eta, sweep_epochs: int, env: dict) -> dict:
     return {"train": train, "seeds": list(seeds), "sweep_m": list(sweep_m),
             "sweep_eta": list(sweep_eta), "sweep_seeds": [0], "sweep_epochs": sweep_epochs,
