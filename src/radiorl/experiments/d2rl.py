@@ -405,8 +405,12 @@ def _write(run_dir, name, runs, refs, title, console):
 def _seeds_line(preset):
     p = PRESETS[preset]
     t = variant_config(preset)
+    rx = "closed-form MMSE" if p["env"].get("mmse_receiver") else "in the action"
     return (f"Preset `{preset}`: {t['epochs']} epochs of one collection step on {t['n_envs']} "
-            f"channel draw(s) and {t['updates_per_step']} update(s) each, "
+            f"channel draw(s) and {t['updates_per_step']} update(s) each (exploration noise "
+            f"N(0, {t['noise_std']:g}²) on a share {t['epsilon']:g} of the collected actions, "
+            f"receive beamformers {rx}, AENPNN x0 bound {t['gdm_x0_bound']}, SENPNN threshold "
+            f"T = {t['state_loss_threshold']:g}), "
             f"mean ± std over seeds {p['seeds']}. A run has converged when the moving average "
             f"of its evaluation sum rate stays within 5 % of its final value for at least "
             f"{SETTLED_SHARE:.0%} of the run; times to convergence of runs that did not are "
