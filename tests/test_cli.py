@@ -276,6 +276,14 @@ def test_train_d2rl_preset_sets_the_protocol_and_env_overrides_it(tmp_path):
     assert cfg["env"]["mmse_receiver"] is True and cfg["env"]["n_dl"] == 2
     assert cfg["n_envs"] == 4 and cfg["updates_per_step"] == PROTOCOL["updates_per_step"]
     assert cfg["gdm_x0_bound"] == "tanh" and cfg["epochs"] == 2
+    # the trained agent acts in the MMSE env's action space (no receive beamformers in it)
+    from radiorl.agents.d2rl import D2RLAgent
+    from radiorl.envs.full_duplex import FullDuplexEnv, FullDuplexParams
+    run = next((tmp_path / "train-d2rl").iterdir())
+    agent = D2RLAgent.load(run / "checkpoints" / "agent.pt")
+    mmse = FullDuplexEnv(FullDuplexParams(n_dl=2, n_ul=1, mmse_receiver=True))
+    full = FullDuplexEnv(FullDuplexParams(n_dl=2, n_ul=1))
+    assert agent.action_dim == mmse.action_dim < full.action_dim
 
 
 @pytest.mark.parametrize("args, field", [

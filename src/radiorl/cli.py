@@ -277,7 +277,8 @@ def train(algo: str = typer.Argument(..., help="mappo | d2rl | " + " | ".join(OF
                                       "(radiorl collect)"),
           preset: str = typer.Option(None, help="[offline] paper (default) | quick | "
                                      "realtime (macdmp); [d2rl] quick | paper (the "
-                                     "experiments' protocol) | table2 (none: Table II)"),
+                                     "experiments' sample-efficient protocol) | table2 (the "
+                                     "paper's loop); without --preset: Table II defaults"),
           horizon: int = typer.Option(None, help="[diffusion planners] planning horizon H "
                                       "(frames) [16]"),
           steps: int = typer.Option(None, help="[diffusion planners] diffusion steps K [100]"),
