@@ -3,7 +3,7 @@ D2RL (GDM actor + designed-GDM reward + SENPNN state exploration), with the rati
 measured in the same run.
 
     .venv/bin/python benchmarks/bench_d2rl.py [--reps 20] [--precision highest medium]
-        [--obs-dim 130 --action-dim 125] [--gamma 0] [--relabel]
+        [--compile off on] [--obs-dim 130 --action-dim 125] [--gamma 0] [--relabel]
 
 Dimensions default to the full-duplex environment's (``FullDuplexEnv()``: obs 130, action 125;
 the paper's layout without the power level is 124). One update = both critics, the actor
@@ -11,7 +11,9 @@ the paper's layout without the power level is 124). One update = both critics, t
 SENPNN's training step, the soft target update and the per-layer gradient statistics. Times
 are CPU time of this process (``time.process_time``; robust to other processes on a shared
 machine), best of 3 blocks of ``reps`` updates after a warm-up. ``--precision medium`` runs
-float32 matrix products through bfloat16 (``D2RLConfig.matmul_precision``).
+float32 matrix products through bfloat16 (``D2RLConfig.matmul_precision``); ``--compile on``
+``torch.compile``s the update's losses (``D2RLConfig.compile``; compilation happens in the
+warm-up and is not timed). Ratios are to MLP-DDPG with the same precision and compile setting.
 """
 from __future__ import annotations
 
@@ -65,19 +67,22 @@ def main():
     ap.add_argument("--relabel", action="store_true", help="reward_relabel=True")
     ap.add_argument("--precision", nargs="+", default=["highest", "medium"],
                     choices=["highest", "high", "medium"])
+    ap.add_argument("--compile", nargs="+", default=["off", "on"], choices=["off", "on"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 thread, batch 256, P = 6, obs_dim {args.obs_dim}, "
           f"action_dim {args.action_dim}, gamma {args.gamma}, reward_relabel {args.relabel}")
-    for prec in args.precision:
-        print(f"matmul_precision={prec}")
-        base = None
-        for name, ov in VARIANTS.items():
-            ms = ms_per_update({**ov, "gamma": args.gamma, "reward_relabel": args.relabel,
-                                "matmul_precision": prec},
-                               args.obs_dim, args.action_dim, args.reps)
-            base = ms if base is None else base
-            print(f"  {name:42s} {ms:7.2f} ms/update   x{ms / base:5.2f} vs MLP-DDPG")
+    for comp in args.compile:
+        for prec in args.precision:
+            print(f"matmul_precision={prec}, compile={comp}")
+            base = None
+            for name, ov in VARIANTS.items():
+                ms = ms_per_update({**ov, "gamma": args.gamma, "reward_relabel": args.relabel,
+                                    "matmul_precision": prec, "compile": comp == "on"},
+                                   args.obs_dim, args.action_dim, args.reps)
+                base = ms if base is None else base
+                print(f"  {name:42s} {ms:7.2f} ms/update   x{ms / base:5.2f} vs MLP-DDPG",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -234,7 +234,10 @@ class NoiseSchedule:
             raise ValueError(f"{name} must be a LongTensor [B] or an int in [0, K={self.K}], got {k!r}")
         if kt.ndim != 1:
             raise ValueError(f"{name} must be 1-D [B], got shape {tuple(kt.shape)}")
-        if kt.numel() and (int(kt.min()) < 0 or int(kt.max()) > self.K):
+        # (the value check reads the data: skipped inside torch.compile, where it would split
+        # the graph; compiled callers draw k themselves)
+        if kt.numel() and not torch.compiler.is_compiling() and (
+                int(kt.min()) < 0 or int(kt.max()) > self.K):
             raise ValueError(f"{name} values must be integers in [0, K={self.K}], "
                              f"got min {int(kt.min())}, max {int(kt.max())}")
         return kt

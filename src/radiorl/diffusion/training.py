@@ -20,14 +20,21 @@ import torch
 from radiorl.diffusion.schedules import NoiseSchedule
 
 
+def draw_levels(schedule: NoiseSchedule, shape, *, generator: torch.Generator | None = None,
+                dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random part of :func:`noisy_inputs`: ``(k int64 [B] uniform on 1..K, noise ~ N(0, I)
+    of ``shape``)``, drawn in that order (so ``noisy_inputs`` with the same generator state
+    gives the same ``k`` and noise)."""
+    k = torch.randint(1, schedule.K + 1, (shape[0],), generator=generator)
+    return k, torch.randn(shape, generator=generator, dtype=dtype)
+
+
 def noisy_inputs(schedule: NoiseSchedule, x0: torch.Tensor, *, known: torch.Tensor | None = None,
                  generator: torch.Generator | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(k int64 [B], noise, x_k)`` for the clean batch ``x0`` ``[B, ...]``; ``known``: bool
     mask broadcastable to ``x0`` (True = clamped entry, kept clean in ``x_k``)."""
-    B = x0.shape[0]
-    k = torch.randint(1, schedule.K + 1, (B,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    k, noise = draw_levels(schedule, x0.shape, generator=generator, dtype=x0.dtype)
     xk = schedule.q_sample(x0, k, noise)
     if known is not None:
         xk = torch.where(known, x0, xk)

@@ -54,7 +54,7 @@ from radiorl.diffusion.schedules import NoiseSchedule
 from radiorl.nn.mlp import MLP
 from radiorl.nn.temporal import TimeEmbedding
 
-__all__ = ["VectorDenoiser", "ddpm_reverse", "ddpm_renoise", "X0_BOUNDS"]
+__all__ = ["VectorDenoiser", "ddpm_reverse", "ddpm_renoise", "chain_noise", "X0_BOUNDS"]
 
 X0_BOUNDS = ("clip", "tanh")
 
@@ -108,10 +108,14 @@ class VectorDenoiser(nn.Module):
         if not isinstance(k, torch.Tensor):
             k = torch.full((B,), int(k), dtype=torch.long, device=x.device)
         k = k.reshape(-1).expand(B) if k.numel() == 1 else k
-        # the embedding is row-wise: evaluate it once per distinct level (a batch holds at most
-        # K of them) and gather, instead of once per row
-        levels, inverse = torch.unique(k, return_inverse=True)
-        t = self.time(levels)[inverse].to(x.dtype)
+        if torch.compiler.is_compiling():
+            # torch.unique has a data-dependent shape (a graph break): embed every row
+            t = self.time(k).to(x.dtype)
+        else:
+            # the embedding is row-wise: evaluate it once per distinct level (a batch holds at
+            # most K of them) and gather, instead of once per row
+            levels, inverse = torch.unique(k, return_inverse=True)
+            t = self.time(levels)[inverse].to(x.dtype)
         c = self._cond(cond, B)
         parts = [x, t] if c is None else [x, t, c.to(x.dtype)]
         return self.mlp(torch.cat(parts, dim=-1))
@@ -177,7 +181,8 @@ def _check_bound(x0_bound):
 def ddpm_reverse(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Tensor, *,
                  cond: torch.Tensor | None = None, start_k: int | None = None,
                  x0_bound=None, noise: bool = True,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None,
+                 step_noise=None) -> torch.Tensor:
     """Ancestral DDPM from level ``start_k`` (default K) down to 0; differentiable.
 
     Args:
@@ -191,6 +196,10 @@ def ddpm_reverse(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Ten
         noise: add the posterior noise ``sqrt(Sigma_k) z`` at levels ``k >= 2`` (False: the
             deterministic mean chain).
         generator: for the noise draws.
+        step_noise: the ``start_k - 1`` posterior-noise tensors (levels ``start_k .. 2`` in that
+            order, each like ``x``) to use instead of drawing them from ``generator``: drawn
+            beforehand with :func:`chain_noise`, the chain gives the same numbers and is a pure
+            function of its tensors (what ``torch.compile`` needs).
     Returns:
         ``x_0 [B, x_dim]``; gradients flow to ``x``, ``cond`` and the denoiser's parameters.
     """
@@ -200,6 +209,9 @@ def ddpm_reverse(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Ten
     kind, c = _check_bound(x0_bound)
     co = _coefs(schedule)
     ks = list(range(K, 0, -1))
+    if step_noise is not None and len(step_noise) != K - 1:
+        raise ValueError(f"step_noise: expected {K - 1} tensors (levels {K}..2), got "
+                         f"{len(step_noise)}")
     B = x.shape[0]
     w_x, offsets = denoiser.prepare(cond, ks, B)
     for j, k in enumerate(ks):
@@ -214,9 +226,17 @@ def ddpm_reverse(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Ten
         else:
             x = co["c1"][k] * x0 + co["c2"][k] * x
             if noise:
-                z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+                z = (step_noise[j] if step_noise is not None else
+                     torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
                 x = x + co["sd"][k] * z
     return x
+
+
+def chain_noise(shape, steps: int, generator: torch.Generator | None = None,
+                dtype=torch.float32) -> list[torch.Tensor]:
+    """The ``steps - 1`` posterior-noise draws of a ``steps``-level :func:`ddpm_reverse` chain,
+    in the order the chain draws them (levels ``steps .. 2``)."""
+    return [torch.randn(shape, generator=generator, dtype=dtype) for _ in range(int(steps) - 1)]
 
 
 def ddpm_renoise(denoiser: VectorDenoiser, schedule: NoiseSchedule, x0: torch.Tensor,

@@ -302,3 +302,44 @@ def test_critic_layer_norm(tmp_path):
     assert agent.update(b) == loaded.update(b)
     with pytest.raises(ValueError, match=r"networks.*critic_layer_norm: True != False"):
         D2RLAgent.load(path, small(actor="mlp", reward="designed"))
+
+
+@pytest.mark.parametrize("actor", ["mlp", "gdm"])
+def test_networks_with_draws_made_beforehand_equal_drawing_inside(actor):
+    """The update draws the chain's / losses' noise before calling them (what makes them
+    compilable): same numbers as drawing inside from the same generator state."""
+    agent = D2RLAgent(small(actor=actor, reward="designed-gdm", state_exploration=(0.5, 0.1)),
+                      S, A)
+    b = fake_batch()
+    for name, call, draw in (
+            ("actor", lambda g, d: agent.actor(b["obs"], g, d),
+             lambda g: agent.actor.draw_noise(16, g)),
+            ("reward", lambda g, d: agent.reward_model.loss(b["obs"], b["action"], b["target"],
+                                                            g, d),
+             lambda g: agent.reward_model.draw(16, g)),
+            ("state", lambda g, d: agent.state_model.loss(b["obs"], g, d),
+             lambda g: agent.state_model.draw(16, g))):
+        inside = call(torch.Generator().manual_seed(3), None)
+        outside = call(None, draw(torch.Generator().manual_seed(3)))
+        assert torch.equal(inside, outside), name
+
+
+def test_compiled_update_matches_eager():
+    """config.compile: torch.compile of the four losses gives eager's update (float rounding
+    aside): same losses and parameters after two updates of the full D2RL agent."""
+    torch.set_num_threads(1)
+    kw = dict(actor="gdm", reward="designed-gdm", state_exploration=(0.5, 0.1))
+    eager, comp = D2RLAgent(small(**kw), S, A), D2RLAgent(small(compile=True, **kw), S, A)
+    for i in range(2):
+        b = fake_batch(seed=i)
+        for ag in (eager, comp):
+            ag.observe(b["obs"], b["target"])
+        oe, oc = eager.update(b), comp.update(b)
+        assert set(oe) == set(oc)
+        for k in oe:
+            assert oc[k] == pytest.approx(oe[k], rel=1e-4, abs=1e-6), k
+    for m_e, m_c in ((eager.actor, comp.actor), (eager.critic, comp.critic),
+                     (eager.reward_model, comp.reward_model),
+                     (eager.state_model, comp.state_model)):
+        for pe, pc in zip(m_e.parameters(), m_c.parameters()):
+            torch.testing.assert_close(pc, pe, rtol=1e-4, atol=1e-5)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from radiorl.diffusion.schedules import NoiseSchedule
-from radiorl.diffusion.vector import VectorDenoiser, ddpm_renoise, ddpm_reverse
+from radiorl.diffusion.vector import VectorDenoiser, chain_noise, ddpm_renoise, ddpm_reverse
 
 
 @pytest.fixture
@@ -82,3 +82,18 @@ def test_renoise_depth(sch):
         ddpm_reverse(den, sch, x0, start_k=7)
     with pytest.raises(ValueError, match="x0_bound"):
         ddpm_reverse(den, sch, x0, x0_bound=("abs", 1.0))
+
+
+def test_step_noise_drawn_beforehand_gives_the_same_chain(sch):
+    """Passing the chain's draws (chain_noise, same generator state) = drawing them inside."""
+    torch.manual_seed(1)
+    den = VectorDenoiser(3, 2, hidden=16, layers=2, time_dim=8)
+    x, c = torch.randn(5, 3), torch.randn(5, 2)
+    inside = ddpm_reverse(den, sch, x, cond=c, x0_bound=("tanh", 1.0),
+                          generator=torch.Generator().manual_seed(7))
+    drawn = chain_noise(x.shape, sch.K, torch.Generator().manual_seed(7))
+    assert len(drawn) == sch.K - 1
+    outside = ddpm_reverse(den, sch, x, cond=c, x0_bound=("tanh", 1.0), step_noise=drawn)
+    assert torch.equal(inside, outside)
+    with pytest.raises(ValueError, match="step_noise: expected 5 tensors"):
+        ddpm_reverse(den, sch, x, cond=c, step_noise=drawn[:2])

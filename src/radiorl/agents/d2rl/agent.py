@@ -164,6 +164,7 @@ class D2RLAgent:
         self.obs_norm = RunningNorm(S)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17)
         self.updates = 0
+        self._fns = None
 
     # ------------------------------------------------------------------ acting
     def _obs(self, obs) -> torch.Tensor:
@@ -265,6 +266,7 @@ class D2RLAgent:
         if cfg.reward_relabel and self.reward_model is not None:
             reward, _ = self.design_reward(obs, act, target, g)
         out: dict = {}
+        fns = self._loss_fns()
         # ---- critics: y = r + gamma (1 - terminated) min_i Q'_i(s', pi'(s'))
         with torch.no_grad():
             y = reward
@@ -272,16 +274,14 @@ class D2RLAgent:
                 nxt = batch["next_obs"]
                 q_next = self.critic_target(nxt, self.actor_target(nxt, g)).min(0).values
                 y = reward + cfg.gamma * (1.0 - batch["terminated"]) * q_next
-        q = self.critic(obs, act)
-        critic_loss = (q - y.unsqueeze(0)).pow(2).mean(1).sum()
+        critic_loss, q = fns["critic"](obs, act, y)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         if grad_stats:
             out.update(_grad_abs_means(self.critic.layers(), "critic"))
         self.critic_opt.step()
         # ---- actor: maximize min(Q1, Q2)(s, pi(s)) through the chain (eq. (21))
-        a_pi = self.actor(obs, g)
-        actor_loss = -self.critic(obs, a_pi).min(0).values.mean()
+        actor_loss, a_pi = fns["actor"](obs, self.actor.draw_noise(obs.shape[0], g, obs.dtype))
         grads = torch.autograd.grad(actor_loss, self.actor_params)
         for p, gr in zip(self.actor_params, grads):
             p.grad = gr
@@ -294,8 +294,8 @@ class D2RLAgent:
         out["saturated_frac_batch"] = float((a_pi.detach().abs() > 0.99).float().mean())
         # ---- reward model: noise matching (RENPNN) or regression (MLP) on the normalized target
         if self.reward_model is not None:
-            loss = self.reward_model.loss(obs, act, self.reward_norm.normalize(
-                target.unsqueeze(-1)).squeeze(-1), g)
+            r_n = self.reward_norm.normalize(target.unsqueeze(-1)).squeeze(-1)
+            loss = fns["reward"](obs, act, r_n, self.reward_model.draw(obs.shape[0], g))
             self.reward_opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_stats:
@@ -304,7 +304,8 @@ class D2RLAgent:
             out["reward_loss"] = float(loss.detach())
         # ---- state explorer: noise matching on real states; chi of Algorithm 1
         if self.state_model is not None:
-            loss = self.state_model.loss(self.obs_norm.normalize(obs), g)
+            loss = fns["state"](self.obs_norm.normalize(obs),
+                                self.state_model.draw(obs.shape[0], g))
             self.state_opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_stats:
@@ -316,6 +317,31 @@ class D2RLAgent:
         self.soft_update()
         self.updates += 1
         return out
+
+    def _loss_fns(self) -> dict:
+        """The update's losses as functions of tensors only (the caller makes every random draw,
+        in the eager order): ``critic(obs, act, y) -> (loss, q [2, N])``, ``actor(obs, noise)
+        -> (loss, a_pi)``, ``reward(obs, act, r_n, draws)``, ``state(s_n, draws)``; each
+        wrapped once in ``torch.compile`` (static shapes) when ``config.compile``."""
+        if self._fns is None:
+            def critic(obs, act, y):
+                q = self.critic(obs, act)
+                return (q - y.unsqueeze(0)).pow(2).mean(1).sum(), q
+
+            def actor(obs, noise):
+                a = self.actor(obs, None, noise)
+                return -self.critic(obs, a).min(0).values.mean(), a
+
+            fns = {"critic": critic, "actor": actor}
+            if self.reward_model is not None:
+                fns["reward"] = lambda obs, act, r_n, draws: self.reward_model.loss(
+                    obs, act, r_n, None, draws)
+            if self.state_model is not None:
+                fns["state"] = lambda s_n, draws: self.state_model.loss(s_n, None, draws)
+            if self.config.compile:
+                fns = {k: torch.compile(f, dynamic=False) for k, f in fns.items()}
+            self._fns = fns
+        return self._fns
 
     @torch.no_grad()
     def soft_update(self) -> None:

@@ -24,7 +24,7 @@ CONVERGENCE_METRICS = ("ma_sum_rate", "ma_reward", "sum_rate")
 #: other values, and a saved agent loads under any value of them
 RUN_FIELDS = ("epochs", "eval_every", "eval_batch", "eval_steps", "eval_seed",
               "checkpoint_every", "tb_every", "threads", "ma_window", "convergence_metric",
-              "convergence_tol")
+              "convergence_tol", "compile")
 #: fields that fix the shapes of the networks (a checkpoint loads only if they match)
 ARCH_FIELDS = ("actor", "reward", "state_exploration", "diffusion_steps", "schedule",
                "vp_beta_max", "hidden", "actor_layers", "critic_layers", "reward_layers",
@@ -88,6 +88,14 @@ class D2RLConfig(ConfigIO):
             weights of dead units decay into subnormal numbers: an MLP-DDPG update measured
             12 ms at the start and 76 ms after 20,000 updates, 11.8 ms again with flushing]
 
+        compile: ``torch.compile`` (inductor, static shapes) the four losses of an update
+            (critics; actor through the chain and the critics; reward model; state explorer),
+            forward and backward [ours; default False]. Every random draw is made outside the
+            compiled code in the eager order, so the numbers are those of eager up to float
+            rounding (tested); the first update compiles (~15 s at Table II sizes). Measured:
+            full D2RL update 47.5 -> 42.6 ms in float32, 31.3 -> 27.5 ms with
+            ``matmul_precision="medium"`` (``benchmarks/bench_d2rl.py``, BENCHMARKS.md).
+
     Optimization
         actor_lr: 5e-5 (AENPNN and the MLP actor) [paper]; reward_lr: 5e-5 (RENPNN, reward MLP)
         [paper]; state_lr: 1e-4 (SENPNN) [paper]; critic_lr: 3e-4 [ours, TD3's value; the
@@ -139,6 +147,7 @@ class D2RLConfig(ConfigIO):
     reward_relabel: bool = False
     matmul_precision: str = "highest"
     flush_denormal: bool = True
+    compile: bool = False
     actor_lr: float = 5e-5
     critic_lr: float = 3e-4
     reward_lr: float = 5e-5
@@ -196,15 +205,10 @@ class D2RLConfig(ConfigIO):
         if self.matmul_precision not in MATMUL_PRECISIONS:
             raise ValueError(f"D2RLConfig.matmul_precision must be one of "
                              f"{list(MATMUL_PRECISIONS)}, got {self.matmul_precision!r}")
-        if not isinstance(self.flush_denormal, bool):
-            raise ValueError(f"D2RLConfig.flush_denormal must be True or False, "
-                             f"got {self.flush_denormal!r}")
-        if not isinstance(self.critic_layer_norm, bool):
-            raise ValueError(f"D2RLConfig.critic_layer_norm must be True or False, "
-                             f"got {self.critic_layer_norm!r}")
-        if not isinstance(self.reward_relabel, bool):
-            raise ValueError(f"D2RLConfig.reward_relabel must be True or False, "
-                             f"got {self.reward_relabel!r}")
+        for name in ("flush_denormal", "compile", "critic_layer_norm", "reward_relabel"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"D2RLConfig.{name} must be True or False, "
+                                 f"got {getattr(self, name)!r}")
         _num("state_loss_threshold", self.state_loss_threshold, 0, lo_open=True)
         _num("diffusion_steps", self.diffusion_steps, 1, 1000, integer=True)
         if self.state_noise_steps is not None:

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from radiorl.diffusion.schedules import NoiseSchedule
-from radiorl.diffusion.vector import VectorDenoiser, ddpm_renoise, ddpm_reverse
-from radiorl.diffusion.training import denoising_loss, noisy_inputs
+from radiorl.diffusion.vector import VectorDenoiser, chain_noise, ddpm_renoise, ddpm_reverse
+from radiorl.diffusion.training import denoising_loss, draw_levels
 from radiorl.nn.ensemble import EnsembleLinear
 from radiorl.nn.mlp import ACTIVATIONS, MLP
 
@@ -45,8 +45,10 @@ class DiffusionActor(nn.Module):
     """AENPNN: ``a = chain(z ~ N(0, I); s)``, ``P`` ancestral DDPM steps, x0 estimate bounded to
     ``[-1, 1]`` at every step by ``x0_bound`` (``"clip"`` or ``"tanh"``).
 
-    ``forward(obs [B, S], generator=None) -> [B, A]``; differentiable w.r.t. the parameters
-    (the actor is trained by maximizing ``min(Q1, Q2)`` through the chain, paper eq. (21))."""
+    ``forward(obs [B, S], generator=None, noise=None) -> [B, A]``; differentiable w.r.t. the
+    parameters (the actor is trained by maximizing ``min(Q1, Q2)`` through the chain, paper
+    eq. (21)). ``noise``: the chain's ``P`` Gaussian draws from :meth:`draw_noise` (then the
+    call draws nothing: the same numbers as drawing from the same generator state inside)."""
 
     kind = "gdm"
 
@@ -59,10 +61,20 @@ class DiffusionActor(nn.Module):
         self.x0_bound = (x0_bound, 1.0)
         self.denoiser = VectorDenoiser(action_dim, obs_dim, hidden, layers, time_dim, activation)
 
-    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn((obs.shape[0], self.action_dim), generator=generator, dtype=obs.dtype)
-        a = ddpm_reverse(self.denoiser, self.schedule, z, cond=obs, x0_bound=self.x0_bound,
-                         generator=generator)
+    def draw_noise(self, batch: int, generator: torch.Generator | None = None,
+                   dtype=torch.float32) -> list[torch.Tensor]:
+        """The chain's draws in its order: the start ``x_P`` then the posterior noise of
+        levels ``P .. 2`` (``P`` tensors ``[batch, A]``)."""
+        shape = (int(batch), self.action_dim)
+        z = torch.randn(shape, generator=generator, dtype=dtype)
+        return [z] + chain_noise(shape, self.schedule.K, generator, dtype)
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None,
+                noise: list | None = None) -> torch.Tensor:
+        if noise is None:
+            noise = self.draw_noise(obs.shape[0], generator, obs.dtype)
+        a = ddpm_reverse(self.denoiser, self.schedule, noise[0], cond=obs,
+                         x0_bound=self.x0_bound, step_noise=noise[1:])
         return a.clamp(-1.0, 1.0)
 
     def layers(self) -> list:
@@ -80,7 +92,11 @@ class MLPActor(nn.Module):
         self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
         self.mlp = MLP(obs_dim, action_dim, (hidden,) * layers, activation)
 
-    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw_noise(self, batch: int, generator=None, dtype=torch.float32) -> list:
+        return []                                          # deterministic
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None,
+                noise: list | None = None) -> torch.Tensor:
         return torch.tanh(self.mlp(obs))
 
     def layers(self) -> list:
@@ -157,9 +173,16 @@ class RewardGenerator(nn.Module):
         self.denoiser = VectorDenoiser(1, obs_dim + action_dim, hidden, layers, time_dim,
                                        activation)
 
-    def loss(self, obs, action, reward_n, generator=None) -> torch.Tensor:
+    def draw(self, batch: int, generator=None, dtype=torch.float32) -> tuple:
+        """The loss's random draws ``(k [B], eps [B, 1])`` (:func:`draw_levels`)."""
+        return draw_levels(self.schedule, (int(batch), 1), generator=generator, dtype=dtype)
+
+    def loss(self, obs, action, reward_n, generator=None, draws=None) -> torch.Tensor:
+        """Noise matching on the normalized reward; ``draws`` from :meth:`draw` (else drawn
+        here from ``generator``, the same numbers)."""
         x0 = reward_n.reshape(-1, 1)
-        k, eps, xk = noisy_inputs(self.schedule, x0, generator=generator)
+        k, eps = self.draw(x0.shape[0], generator, x0.dtype) if draws is None else draws
+        xk = self.schedule.q_sample(x0, k, eps)
         return denoising_loss(self.denoiser(xk, k, torch.cat([obs, action], -1)), x0, eps)
 
     def forward(self, obs, action, generator=None) -> torch.Tensor:
@@ -181,7 +204,10 @@ class RewardMLP(nn.Module):
         super().__init__()
         self.mlp = MLP(obs_dim + action_dim, 1, (hidden,) * layers, activation)
 
-    def loss(self, obs, action, reward_n, generator=None) -> torch.Tensor:
+    def draw(self, batch: int, generator=None, dtype=torch.float32) -> tuple:
+        return ()                                          # deterministic regression
+
+    def loss(self, obs, action, reward_n, generator=None, draws=None) -> torch.Tensor:
         return (self(obs, action) - reward_n.reshape(-1)).pow(2).mean()
 
     def forward(self, obs, action, generator=None) -> torch.Tensor:
@@ -204,8 +230,15 @@ class StateExplorer(nn.Module):
         self.noise_steps = schedule.K if noise_steps is None else int(noise_steps)
         self.denoiser = VectorDenoiser(obs_dim, 0, hidden, layers, time_dim, activation)
 
-    def loss(self, obs_n, generator=None) -> torch.Tensor:
-        k, eps, xk = noisy_inputs(self.schedule, obs_n, generator=generator)
+    def draw(self, batch: int, generator=None, dtype=torch.float32) -> tuple:
+        """The loss's random draws ``(k [B], eps [B, S])`` (:func:`draw_levels`)."""
+        return draw_levels(self.schedule, (int(batch), self.denoiser.x_dim),
+                           generator=generator, dtype=dtype)
+
+    def loss(self, obs_n, generator=None, draws=None) -> torch.Tensor:
+        """Noise matching on normalized states; ``draws`` from :meth:`draw` (else drawn here)."""
+        k, eps = self.draw(obs_n.shape[0], generator, obs_n.dtype) if draws is None else draws
+        xk = self.schedule.q_sample(obs_n, k, eps)
         return denoising_loss(self.denoiser(xk, k), obs_n, eps)
 
     def forward(self, obs_n, generator=None) -> torch.Tensor:
