@@ -129,3 +129,68 @@ def test_every_preset_gives_valid_configs_for_every_variant(preset):
         for k in ("n_envs", "updates_per_step", "epsilon", "noise_std", "state_loss_threshold"):
             assert cfg[k] == getattr(ref, k), k
         assert not p["env"].get("mmse_receiver", False)
+
+
+TINY_BEST = dict(TINY, env={"n_dl": 2, "n_ul": 1, "mmse_receiver": True}, best_epochs=12)
+
+
+def _tiny_agent_env():
+    from radiorl.agents.d2rl import D2RLAgent, D2RLConfig
+    env = d2rl.make_env(TINY_BEST["env"])
+    agent = D2RLAgent(D2RLConfig(hidden=16, time_dim=4, batch_size=8), env.obs_dim,
+                      env.action_dim)
+    return agent, env
+
+
+def test_grad_cosine_is_plus_or_minus_one_for_the_true_gradient_or_its_opposite():
+    """A 'critic' that is C itself (or -C) has cosine 1 (-1) with the true action gradient."""
+    from radiorl.schedulers.full_duplex import torch_action_sum_rate
+    agent, env = _tiny_agent_env()
+    obs, st = env.reset(seed=3, batch=8)
+
+    class TrueC(torch.nn.Module):
+        def __init__(self, sign):
+            super().__init__()
+            self.sign = sign
+
+        def forward(self, o, a):
+            c = self.sign * torch_action_sum_rate(env, st, a).float()
+            return torch.stack([c, c + 1.0])                 # min = the first head
+
+    assert d2rl.grad_cosine(agent, env, obs, st) == pytest.approx(
+        d2rl.grad_cosine(agent, env, obs, st))               # deterministic
+    agent.critic = TrueC(1.0)
+    assert d2rl.grad_cosine(agent, env, obs, st) == pytest.approx(1.0, abs=1e-5)
+    agent.critic = TrueC(-1.0)
+    assert d2rl.grad_cosine(agent, env, obs, st) == pytest.approx(-1.0, abs=1e-5)
+
+
+def test_exact_gradient_actor_climbs_and_is_seeded():
+    cfg = dict(hidden=16, actor_layers=2, batch_size=16, actor_lr=3e-3, eval_batch=32)
+    rows = d2rl.exact_gradient_actor(TINY_BEST["env"], cfg, updates=150, evals=5)
+    assert [r["update"] for r in rows] == [30, 60, 90, 120, 150]
+    assert rows[-1]["sum_rate"] > rows[0]["sum_rate"]
+    assert d2rl.exact_gradient_actor(TINY_BEST["env"], cfg, updates=30, evals=1) == rows[:1]
+
+
+def test_d2rl_best_through_the_cli(monkeypatch, tmp_path):
+    monkeypatch.setitem(d2rl.PRESETS, "quick", TINY_BEST)
+    d = _run("d2rl-best", tmp_path)
+    t = {r["variant"]: r for r in _rows(d / "best_times.csv")}
+    assert set(t) == {"A. w/o GDM", "A. w/ GDM", "A. w/o GDM, data-rich",
+                      "A. w/ GDM, data-rich"}
+    assert all(-1 <= float(r["critic_grad_cosine"]) <= 1 for r in t.values())
+    assert len(_rows(d / "best_exact_gradient.csv")) >= 1
+    rep = (d / "report.md").read_text()
+    assert "Exact-gradient actor" in rep and "target is" in rep
+    assert (d / "figures" / "best_curves.png").is_file()
+    store = tmp_path / "d2rl-runs" / "quick"
+    n = len(list(store.iterdir()))
+    assert n == 4 * 2 + 1                                  # 4 variants x 2 seeds + exact run
+    _run("d2rl-best", tmp_path)                            # everything reused
+    assert len(list(store.iterdir())) == n
+
+
+def test_d2rl_best_needs_a_data_rich_preset():
+    with pytest.raises(ValueError, match="quick, paper"):
+        d2rl.best("table2", "unused")

@@ -11,7 +11,8 @@ from radiorl.envs.full_duplex import FullDuplexEnv, FullDuplexParams, mmse_recei
 from radiorl.schedulers.full_duplex import (MRTPolicy, RandomPolicy, SumRateOptimizerConfig,
                                             SumRateOptimizerPolicy, clutter_nulling_beamformers,
                                             mrt_action, mrt_beamformers, optimize_sum_rate,
-                                            random_action, torch_sum_rate)
+                                            random_action, torch_action_sum_rate,
+                                            torch_sum_rate)
 
 torch.set_num_threads(1)
 
@@ -141,6 +142,42 @@ def test_torch_objective_matches_numpy_env():
     t = torch.as_tensor
     Ct = torch_sum_rate(t(s.g), t(s.h), t(env.G), t(V), t(p), t(s.c)).numpy()
     np.testing.assert_allclose(Ct, C, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kw", [{}, {"power_form": "projection"},
+                                {"extended_interference": True}])
+def test_torch_action_sum_rate_is_the_env_sum_rate_and_differentiable(kw):
+    env = FullDuplexEnv(FullDuplexParams(mmse_receiver=True, **kw))
+    _, s = env.reset(seed=2, batch=16)
+    a = torch.tensor(np.random.default_rng(1).uniform(-1, 1, (16, env.action_dim)),
+                        requires_grad=True)
+    C = torch_action_sum_rate(env, s, a)
+    np.testing.assert_allclose(C.detach().numpy(), env.sum_rate(s, a.detach().numpy()),
+                               rtol=1e-10)
+    g, = torch.autograd.grad(C.sum(), a)
+    # directional derivative against a central finite difference of the numpy env
+    d = torch.as_tensor(np.random.default_rng(2).standard_normal((16, env.action_dim))) * 0.1
+    a0, h = a.detach().numpy() * 0.9, 1e-6                    # inside [-1, 1]: no clipping
+    at = torch.as_tensor(a0, dtype=torch.float64).requires_grad_(True)
+    g0, = torch.autograd.grad(torch_action_sum_rate(env, s, at).sum(), at)
+    fd = (env.sum_rate(s, a0 + h * d.numpy()) - env.sum_rate(s, a0 - h * d.numpy())) / (2 * h)
+    np.testing.assert_allclose((g0 * d).sum(-1).numpy(), fd, rtol=1e-4, atol=1e-6)
+    assert torch.isfinite(g).all()
+    if "power_form" not in kw:                       # zero power level: finite gradient
+        a1 = a.detach().clone()
+        a1[:, env.action_slices["v_level"]] = -1.0
+        a1.requires_grad_(True)
+        g1, = torch.autograd.grad(torch_action_sum_rate(env, s, a1).sum(), a1)
+        assert torch.isfinite(g1).all()
+        up = a1.detach().numpy().copy()
+        up[:, env.action_slices["v_level"]] += 1e-7             # one-sided difference
+        fd1 = (env.sum_rate(s, up) - env.sum_rate(s, a1.detach().numpy())) / 1e-7
+        np.testing.assert_allclose(g1[:, env.action_slices["v_level"]][:, 0].numpy(), fd1,
+                                   rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="action: expected a tensor"):
+        torch_action_sum_rate(env, s, a[:3])
+    with pytest.raises(ValueError, match="mmse_receiver=True"):
+        torch_action_sum_rate(FullDuplexEnv(), s, a)
 
 
 def test_random_action_feasible_and_below_mrt_on_average():

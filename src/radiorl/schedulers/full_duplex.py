@@ -52,7 +52,7 @@ from radiorl.phy.array import ula_steering
 __all__ = [
     "random_action", "mrt_beamformers", "clutter_nulling_beamformers", "mrt_action",
     "SumRateOptimizerConfig",
-    "optimize_sum_rate", "torch_sum_rate", "RandomPolicy", "MRTPolicy", "SumRateOptimizerPolicy",
+    "optimize_sum_rate", "torch_sum_rate", "torch_action_sum_rate", "RandomPolicy", "MRTPolicy", "SumRateOptimizerPolicy",
 ]
 
 
@@ -133,6 +133,39 @@ def torch_sum_rate(g, h, G, V, p, c=None):
     sinr = p * q
     inv_ln2 = 1.0 / np.log(2.0)
     return (torch.log1p(snr).sum(-1) + torch.log1p(sinr).sum(-1)) * inv_ln2
+
+
+def torch_action_sum_rate(env: FullDuplexEnv, state: FullDuplexState,
+                          action: torch.Tensor) -> torch.Tensor:
+    """``C`` of the actions ``[B, action_dim]`` (any float dtype, values in [−1, 1]) on
+    ``state``, differentiable w.r.t. ``action``: :meth:`FullDuplexEnv.map_action` in torch
+    followed by :func:`torch_sum_rate` (float64). Only for ``mmse_receiver=True`` envs (the
+    receivers are the closed-form MMSE ones). Returns ``float64[B]`` (bit/s/Hz); equals
+    ``env.sum_rate(state, action)`` (tested; up to ~1e-12 at a zero power level, whose
+    gradient is kept finite)."""
+    P = env.params
+    if not P.mmse_receiver:
+        raise ValueError("torch_action_sum_rate needs an env with mmse_receiver=True")
+    if not isinstance(action, torch.Tensor) or action.ndim != 2 \
+            or action.shape != (state.batch, env.action_dim):
+        got = tuple(action.shape) if isinstance(action, torch.Tensor) else type(action).__name__
+        raise ValueError(f"action: expected a tensor [{state.batch}, {env.action_dim}], got {got}")
+    a = action.to(torch.float64).clamp(-1.0, 1.0)
+    sl, K, Nt = env.action_slices, P.n_dl, P.n_tx
+    Vt = torch.complex(a[:, sl["v_re"]], a[:, sl["v_im"]])            # user-major
+    nrm = Vt.abs().pow(2).sum(-1, keepdim=True).sqrt()
+    U = (Vt / nrm.clamp_min(1e-300)).reshape(-1, K, Nt).transpose(1, 2)
+    if P.power_form == "direction_level":
+        # C depends smoothly on the power P_max level, but the sqrt in between has an infinite
+        # slope at 0 (autograd: inf * 0 = nan): + 1e-24 W keeps it finite, |V| moves < 1e-12
+        level = (a[:, sl["v_level"]][:, 0] + 1.0) / 2.0
+        V = (P.p_max_w * level + 1e-24).sqrt()[:, None, None] * U
+    else:
+        V = U * nrm.clamp_max(np.sqrt(P.p_max_w))[:, :, None]
+    p = torch.as_tensor(np.asarray(env._p_ul_max), dtype=torch.float64) * (a[:, sl["p_ul"]] + 1) / 2
+    c = torch.as_tensor(state.c) if P.extended_interference else None
+    return torch_sum_rate(torch.as_tensor(state.g), torch.as_tensor(state.h),
+                          torch.as_tensor(env.G), V, p, c)
 
 
 @dataclass(frozen=True)
