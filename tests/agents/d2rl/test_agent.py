@@ -343,3 +343,21 @@ def test_compiled_update_matches_eager():
                      (eager.state_model, comp.state_model)):
         for pe, pc in zip(m_e.parameters(), m_c.parameters()):
             torch.testing.assert_close(pc, pe, rtol=1e-4, atol=1e-5)
+
+
+def test_critic_hidden_sets_the_critics_width_only(tmp_path):
+    """``critic_hidden``: the critics' (and targets') hidden width; the other networks keep
+    ``hidden``; a checkpoint does not load under another width (an ARCH field)."""
+    from radiorl.agents.d2rl.config import ARCH_FIELDS
+    assert "critic_hidden" in ARCH_FIELDS
+    agent = D2RLAgent(small(actor="gdm", reward="designed-gdm", critic_hidden=48), S, A)
+    for net in (agent.critic, agent.critic_target):
+        assert [tuple(lin.weight.shape) for lin in net.linears] == [(2, S + A, 48), (2, 48, 48),
+                                                                     (2, 48, 1)]
+    assert agent.actor.denoiser.mlp.net[0].out_features == 32
+    assert agent.reward_model.denoiser.mlp.net[0].out_features == 32
+    agent.update(fake_batch())
+    path = agent.save(tmp_path / "w.pt")
+    assert D2RLAgent.load(path).config.critic_hidden == 48
+    with pytest.raises(ValueError, match="critic_hidden"):
+        D2RLAgent.load(path, small(actor="gdm", reward="designed-gdm"))

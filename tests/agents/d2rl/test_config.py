@@ -48,6 +48,8 @@ def test_unknown_reward_lists_the_five():
     ({"matmul_precision": "low"}, r"matmul_precision must be one of"),
     ({"convergence_metric": "loss"}, r"convergence_metric must be one of"),
     ({"learning_starts": 0}, r"learning_starts must be in \[1, "),
+    ({"critic_hidden": 0}, r"critic_hidden must be in \[1, 8192\]"),
+    ({"compile": "yes"}, r"compile must be True or False"),
 ])
 def test_bad_values_name_field_and_range(kw, msg):
     with pytest.raises(ValueError, match=msg):

@@ -134,8 +134,8 @@ class D2RLAgent:
                                             cfg.time_dim, cfg.activation, cfg.gdm_x0_bound)
             else:
                 self.actor = MLPActor(S, A, H, cfg.actor_layers, cfg.activation)
-            self.critic = DoubleCritic(S, A, H, cfg.critic_layers, cfg.activation,
-                                       cfg.critic_layer_norm)
+            self.critic = DoubleCritic(S, A, cfg.critic_hidden or H, cfg.critic_layers,
+                                       cfg.activation, cfg.critic_layer_norm)
             self.reward_model = None
             if cfg.reward == "designed-mlp":
                 self.reward_model = RewardMLP(S, A, H, cfg.reward_layers, cfg.activation)

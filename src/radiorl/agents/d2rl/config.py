@@ -27,7 +27,8 @@ RUN_FIELDS = ("epochs", "eval_every", "eval_batch", "eval_steps", "eval_seed",
               "convergence_tol", "compile")
 #: fields that fix the shapes of the networks (a checkpoint loads only if they match)
 ARCH_FIELDS = ("actor", "reward", "state_exploration", "diffusion_steps", "schedule",
-               "vp_beta_max", "hidden", "actor_layers", "critic_layers", "reward_layers",
+               "vp_beta_max", "hidden", "critic_hidden", "actor_layers", "critic_layers",
+               "reward_layers",
                "state_layers", "time_dim", "activation", "critic_layer_norm")
 
 
@@ -61,6 +62,11 @@ class D2RLConfig(ConfigIO):
         hidden: 256 [paper]. actor_layers: 4 (AENPNN; the MLP actor too) [paper];
             reward_layers: 5 (RENPNN; the reward MLP too) [paper]; state_layers: 4 (SENPNN)
             [paper]; critic_layers: 2 per Q head [ours, TD3's 2 x 256]. time_dim: 16 [ours].
+        critic_hidden: width of the critics' hidden layers; None = ``hidden`` [default]. The
+            data-rich protocol of ``radiorl run d2rl-best`` uses 512 [ours: with 1,024 draws
+            per epoch the 2 x 512 critic's action gradient is closer to the true one and the
+            MLP actor reaches 4.28 instead of 4.09 bit/s/Hz after 2,000 epochs, for 1.35x the
+            CPU].
         activation: ``"relu"`` in every network [ours: the paper does not say; the GDM tutorial
             uses Mish, which with this CPU torch build costs more than the 256x256 matrix product
             it follows (0.65 ms forward+backward vs 0.06 for ReLU, 0.29 for GELU); ``"mish"``,
@@ -133,6 +139,7 @@ class D2RLConfig(ConfigIO):
     schedule: str = "vp"
     vp_beta_max: float = 10.0
     hidden: int = 256
+    critic_hidden: int | None = None
     actor_layers: int = 4
     critic_layers: int = 2
     reward_layers: int = 5
@@ -216,6 +223,8 @@ class D2RLConfig(ConfigIO):
                  integer=True)
         _num("vp_beta_max", self.vp_beta_max, 0.1, 1000)
         _num("hidden", self.hidden, 1, 8192, integer=True)
+        if self.critic_hidden is not None:
+            _num("critic_hidden", self.critic_hidden, 1, 8192, integer=True)
         for name in ("actor_layers", "critic_layers", "reward_layers", "state_layers"):
             _num(name, getattr(self, name), 1, 64, integer=True)
         _num("time_dim", self.time_dim, 2, 1024, integer=True)
