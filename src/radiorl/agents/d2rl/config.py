@@ -98,9 +98,11 @@ class D2RLConfig(ConfigIO):
             (critics; actor through the chain and the critics; reward model; state explorer),
             forward and backward [ours; default False]. Every random draw is made outside the
             compiled code in the eager order, so the numbers are those of eager up to float
-            rounding (tested); the first update compiles (~15 s at Table II sizes). Measured:
-            full D2RL update 47.5 -> 42.6 ms in float32, 31.3 -> 27.5 ms with
-            ``matmul_precision="medium"`` (``benchmarks/bench_d2rl.py``, BENCHMARKS.md).
+            rounding (tested); the first update compiles (~10 s at Table II sizes). Measured
+            gain is small: full D2RL update 51.1 -> 48.5 ms (clip bound) / 49.5 ms (tanh) in
+            float32, none with ``matmul_precision="medium"`` (``benchmarks/bench_d2rl.py``,
+            BENCHMARKS.md): the update is dominated by matrix products, which inductor leaves
+            to the same BLAS calls.
 
     Optimization
         actor_lr: 5e-5 (AENPNN and the MLP actor) [paper]; reward_lr: 5e-5 (RENPNN, reward MLP)
