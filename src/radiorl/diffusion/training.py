@@ -22,19 +22,21 @@ from radiorl.diffusion.schedules import NoiseSchedule
 
 def draw_levels(schedule: NoiseSchedule, shape, *, generator: torch.Generator | None = None,
                 dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """The random part of :func:`noisy_inputs`: ``(k int64 [B] uniform on 1..K, noise ~ N(0, I)
-    of ``shape``)``, drawn in that order (so ``noisy_inputs`` with the same generator state
-    gives the same ``k`` and noise)."""
+    """The random part of :func:`noisy_inputs`: ``(k, noise)``, ``k`` int64 ``[B]`` uniform on
+    ``1..K`` then ``noise ~ N(0, I)`` of ``shape``, drawn in that order (so ``noisy_inputs``
+    with the same generator state gives the same ``k`` and noise)."""
     k = torch.randint(1, schedule.K + 1, (shape[0],), generator=generator)
     return k, torch.randn(shape, generator=generator, dtype=dtype)
 
 
 def noisy_inputs(schedule: NoiseSchedule, x0: torch.Tensor, *, known: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None
+                 generator: torch.Generator | None = None, draws: tuple | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(k int64 [B], noise, x_k)`` for the clean batch ``x0`` ``[B, ...]``; ``known``: bool
-    mask broadcastable to ``x0`` (True = clamped entry, kept clean in ``x_k``)."""
-    k, noise = draw_levels(schedule, x0.shape, generator=generator, dtype=x0.dtype)
+    mask broadcastable to ``x0`` (True = clamped entry, kept clean in ``x_k``); ``draws``:
+    ``(k, noise)`` from :func:`draw_levels`, made beforehand (then nothing is drawn here)."""
+    k, noise = (draw_levels(schedule, x0.shape, generator=generator, dtype=x0.dtype)
+                if draws is None else draws)
     xk = schedule.q_sample(x0, k, noise)
     if known is not None:
         xk = torch.where(known, x0, xk)

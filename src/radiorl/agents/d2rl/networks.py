@@ -25,7 +25,7 @@ from torch import nn
 
 from radiorl.diffusion.schedules import NoiseSchedule
 from radiorl.diffusion.vector import VectorDenoiser, chain_noise, ddpm_renoise, ddpm_reverse
-from radiorl.diffusion.training import denoising_loss, draw_levels
+from radiorl.diffusion.training import denoising_loss, draw_levels, noisy_inputs
 from radiorl.nn.ensemble import EnsembleLinear
 from radiorl.nn.mlp import ACTIVATIONS, MLP
 
@@ -181,8 +181,7 @@ class RewardGenerator(nn.Module):
         """Noise matching on the normalized reward; ``draws`` from :meth:`draw` (else drawn
         here from ``generator``, the same numbers)."""
         x0 = reward_n.reshape(-1, 1)
-        k, eps = self.draw(x0.shape[0], generator, x0.dtype) if draws is None else draws
-        xk = self.schedule.q_sample(x0, k, eps)
+        k, eps, xk = noisy_inputs(self.schedule, x0, generator=generator, draws=draws)
         return denoising_loss(self.denoiser(xk, k, torch.cat([obs, action], -1)), x0, eps)
 
     def forward(self, obs, action, generator=None) -> torch.Tensor:
@@ -237,8 +236,7 @@ class StateExplorer(nn.Module):
 
     def loss(self, obs_n, generator=None, draws=None) -> torch.Tensor:
         """Noise matching on normalized states; ``draws`` from :meth:`draw` (else drawn here)."""
-        k, eps = self.draw(obs_n.shape[0], generator, obs_n.dtype) if draws is None else draws
-        xk = self.schedule.q_sample(obs_n, k, eps)
+        k, eps, xk = noisy_inputs(self.schedule, obs_n, generator=generator, draws=draws)
         return denoising_loss(self.denoiser(xk, k), obs_n, eps)
 
     def forward(self, obs_n, generator=None) -> torch.Tensor:
