@@ -689,23 +689,29 @@ def exact_gradient_actor(env_params: dict, config: dict, updates: int, evals: in
     eobs = torch.as_tensor(eobs)
     every = max(1, updates // evals)
     rows = []
-    bar = progress_bar() if progress else None
-    t0 = time.perf_counter()
-    with bar if bar is not None else contextlib.nullcontext():
-        task = bar.add_task("exact-gradient actor", total=updates, rate="") if bar else None
-        for i in range(updates):
-            obs, st = env.reset(seed=1_000_000 + i, batch=cfg.batch_size)
-            loss = -torch_action_sum_rate(env, st, actor(torch.as_tensor(obs))).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if (i + 1) % every == 0 or i + 1 == updates:
-                with torch.no_grad():
-                    sr = float(env.sum_rate(est, actor(eobs).numpy()).mean())
-                rows.append({"update": i + 1, "sum_rate": sr})
-            if bar is not None:
-                bar.update(task, advance=1,
-                           rate=f"{(i + 1) / (time.perf_counter() - t0):.0f} updates/s")
+    # flush subnormals as the D2RL agent does (D2RLConfig.flush_denormal): weights decaying
+    # into subnormal floats slow the products several-fold
+    torch.set_flush_denormal(cfg.flush_denormal)
+    try:
+        bar = progress_bar() if progress else None
+        t0 = time.perf_counter()
+        with bar if bar is not None else contextlib.nullcontext():
+            task = bar.add_task("exact-gradient actor", total=updates, rate="") if bar else None
+            for i in range(updates):
+                obs, st = env.reset(seed=1_000_000 + i, batch=cfg.batch_size)
+                loss = -torch_action_sum_rate(env, st, actor(torch.as_tensor(obs))).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if (i + 1) % every == 0 or i + 1 == updates:
+                    with torch.no_grad():
+                        sr = float(env.sum_rate(est, actor(eobs).numpy()).mean())
+                    rows.append({"update": i + 1, "sum_rate": sr})
+                if bar is not None:
+                    bar.update(task, advance=1,
+                               rate=f"{(i + 1) / (time.perf_counter() - t0):.0f} updates/s")
+    finally:
+        torch.set_flush_denormal(False)
     return rows
 
 
