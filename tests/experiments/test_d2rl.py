@@ -184,6 +184,7 @@ def test_d2rl_best_through_the_cli(monkeypatch, tmp_path):
     rep = (d / "report.md").read_text()
     assert "Exact-gradient actor" in rep and "target is" in rep
     assert (d / "figures" / "best_curves.png").is_file()
+    assert (d / "figures" / "best_exact_gradient.png").is_file()
     store = tmp_path / "d2rl-runs" / "quick"
     n = len(list(store.iterdir()))
     assert n == 4 * 2 + 1                                  # 4 variants x 2 seeds + exact run

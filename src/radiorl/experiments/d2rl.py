@@ -715,6 +715,30 @@ def exact_gradient_actor(env_params: dict, config: dict, updates: int, evals: in
     return rows
 
 
+def _plot_exact(exact, curve_rows, updates_per_epoch, refs, path):
+    """Sum rate against actor updates: the exact-gradient actor and the learned actors."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from radiorl.evaluation.report import _save
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([r["update"] for r in exact], [r["sum_rate"] for r in exact], "k-", lw=2,
+            label="exact-gradient actor (perfect critic)")
+    for label in dict.fromkeys(r["variant"] for r in curve_rows):
+        rr = [r for r in curve_rows if r["variant"] == label]
+        ax.plot([r["epoch"] * updates_per_epoch for r in rr], [r["sum_rate"] for r in rr],
+                label=label)
+    ax.axhline(refs["optimizer"], color="k", ls="--", lw=1, label="optimizer (reference)")
+    ax.axhline(refs["mrt_waterfill"], color="k", ls=":", lw=1, label="MRT water-filled + MMSE")
+    ax.set_xlabel("actor updates")
+    ax.set_ylabel("sum rate (bit/s/Hz)")
+    ax.set_title("Learned critics vs the exact gradient (same actor)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _exact_gradient_run(preset: str, run_dir, updates: int, console) -> list[dict]:
     """:func:`exact_gradient_actor` for ``preset``'s data-rich MLP config, cached in the run
     store (keyed by config, env and number of updates)."""
@@ -754,6 +778,8 @@ def best(preset, run_dir, workers=2, console=None):
     updates = epochs * variant_config(preset)["updates_per_step"]
     exact = _exact_gradient_run(preset, run_dir, updates, console)
     write_csv(Path(run_dir) / "best_exact_gradient.csv", exact)
+    _plot_exact(exact, curves(runs), variant_config(preset)["updates_per_step"], refs,
+                Path(run_dir) / "figures" / "best_exact_gradient.png")
     # the critics' action gradients against the true one, on the evaluation draws
     torch.set_num_threads(1)
     cfg0 = variant_config(preset)
