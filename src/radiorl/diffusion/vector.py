@@ -54,7 +54,8 @@ from radiorl.diffusion.schedules import NoiseSchedule
 from radiorl.nn.mlp import MLP
 from radiorl.nn.temporal import TimeEmbedding
 
-__all__ = ["VectorDenoiser", "ddpm_reverse", "ddpm_renoise", "chain_noise", "X0_BOUNDS"]
+__all__ = ["VectorDenoiser", "ddpm_reverse", "ddpm_reverse_fused", "fused_supported",
+           "ddpm_renoise", "chain_noise", "X0_BOUNDS"]
 
 X0_BOUNDS = ("clip", "tanh")
 
@@ -230,6 +231,166 @@ def ddpm_reverse(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Ten
                      torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
                 x = x + co["sd"][k] * z
     return x
+
+
+def fused_supported(denoiser: VectorDenoiser) -> bool:
+    """Whether :func:`ddpm_reverse_fused` handles this denoiser: its MLP is ``Linear -> ReLU``
+    hidden layers and a linear output (no LayerNorm, no other activation)."""
+    mods = list(denoiser.mlp.net)
+    if len(mods) < 3 or len(mods) % 2 == 0:
+        return False
+    return (all(isinstance(m, nn.Linear) for m in mods[0::2])
+            and all(type(m) is nn.ReLU for m in mods[1::2]))
+
+
+def _relu_back(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``g`` where the ReLU's output is > 0, else 0 (in place; one pass, no mask tensor)."""
+    return torch.ops.aten.threshold_backward.grad_input(g, out, 0.0, grad_input=g)
+
+
+class _FusedChain(torch.autograd.Function):
+    """The whole reverse chain as one autograd node with a hand-written backward.
+
+    Inputs: ``x [B, d]`` (the start), ``off_c [B, H]`` or an empty tensor (the condition's
+    first-layer term), ``off_t [n, H]`` (first-layer bias + time term per step), ``w_x [d, H]``
+    (the first layer's x columns, transposed), then the weights and biases of the further
+    layers. The forward runs the same operations as :func:`ddpm_reverse` (the same numbers),
+    writing activations into buffers in place; the backward walks the steps in reverse,
+    accumulating every weight gradient into one buffer per layer with ``addmm_`` (the step
+    sum happens inside the matrix product) and applying the ReLU and bound masks in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x, off_c, off_t, w_x, consts, *params):
+        co, ks, kind, c, noises = consts
+        ws, bs = params[0::2], params[1::2]
+        B = x.shape[0]
+        xs, hs, bound = [], [], []
+        for j, k in enumerate(ks):
+            off = off_t[j:j + 1] if off_c.numel() == 0 else off_c + off_t[j]
+            if off.shape[0] != B:
+                off = off.expand(B, -1)
+            h = torch.addmm(off, x, w_x).relu_()
+            layer = [h]
+            for w, b in zip(ws[:-1], bs[:-1]):
+                h = torch.addmm(b, h, w.t()).relu_()
+                layer.append(h)
+            eps = torch.addmm(bs[-1], h, ws[-1].t())
+            xs.append(x)
+            hs.append(layer)
+            x0 = torch.add(x * co["ia"][k], eps, alpha=-co["sa"][k])
+            if kind == "clip":
+                bound.append((x0 < -c) | (x0 > c))              # where the clamp cuts
+                x0 = x0.clamp(-c, c)
+            elif kind == "tanh":
+                x0 = torch.tanh(x0 / c) * c if c != 1.0 else torch.tanh(x0)
+                bound.append(x0)
+            else:
+                bound.append(None)
+            if k == 1:
+                x = x0
+            else:
+                x = co["c1"][k] * x0 + co["c2"][k] * x
+                if noises is not None:
+                    x = x + co["sd"][k] * noises[j]
+        ctx.consts = (co, ks, kind, c)
+        ctx.chain = (xs, hs, bound)
+        ctx.need = (ctx.needs_input_grad[0], off_c.numel() > 0)
+        ctx.save_for_backward(w_x, *params)
+        return x
+
+    @staticmethod
+    def backward(ctx, g_out):
+        co, ks, kind, c = ctx.consts
+        xs, hs, bound = ctx.chain
+        need_x, has_c = ctx.need
+        w_x, *params = ctx.saved_tensors
+        ws, bs = params[0::2], params[1::2]
+        dws = [torch.zeros_like(w) for w in ws]
+        dbs = [torch.zeros_like(b) for b in bs]
+        dw_x = torch.zeros_like(w_x)
+        d_off_t = w_x.new_zeros(len(ks), w_x.shape[1])
+        d_off_c = None
+        g_x = g_out.contiguous()
+        for j in range(len(ks) - 1, -1, -1):
+            k = ks[j]
+            if k == 1:
+                g_x0, g_direct = g_x, None
+            else:
+                g_x0, g_direct = g_x * co["c1"][k], g_x * co["c2"][k]
+            if kind == "clip":
+                g_x0 = g_x0.masked_fill(bound[j], 0.0)
+            elif kind == "tanh":
+                y = bound[j] / c if c != 1.0 else bound[j]
+                g_x0 = g_x0 * (1.0 - y * y)
+            layer = hs[j]
+            g = g_x0 * (-co["sa"][k])                              # d loss / d eps
+            dws[-1].addmm_(g.t(), layer[-1])
+            dbs[-1].add_(g.sum(0))
+            for i in range(len(layer) - 1, 0, -1):
+                g = _relu_back(g @ ws[i], layer[i])                 # through layer i + 1
+                dws[i - 1].addmm_(g.t(), layer[i - 1])
+                dbs[i - 1].add_(g.sum(0))
+            g = _relu_back(g @ ws[0], layer[0])                     # first-layer pre-activation
+            dw_x.addmm_(xs[j].t(), g)
+            d_off_t[j] = g.sum(0)
+            if has_c:
+                d_off_c = g.clone() if d_off_c is None else d_off_c.add_(g)
+            if j > 0 or need_x:
+                g_next = g @ w_x.t()
+                g_next.add_(g_x0, alpha=co["ia"][k])
+                if g_direct is not None:
+                    g_next.add_(g_direct)
+                g_x = g_next
+        grads = []
+        for dw, db in zip(dws, dbs):
+            grads += [dw, db]
+        return (g_x if need_x else None, d_off_c, d_off_t, dw_x, None, *grads)
+
+
+def ddpm_reverse_fused(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Tensor, *,
+                       cond: torch.Tensor | None = None, x0_bound=None, noise: bool = True,
+                       generator: torch.Generator | None = None,
+                       step_noise=None) -> torch.Tensor:
+    """:func:`ddpm_reverse` from level K, as one autograd node with a hand-written backward.
+
+    Same arguments (without ``start_k``) and the same forward numbers; gradients equal up to
+    float rounding (the per-step weight gradients are summed inside the matrix products).
+    Requires a ReLU denoiser (:func:`fused_supported`); the noise is drawn before the chain
+    (the same draws, in the same order, as :func:`ddpm_reverse`). Why: the actor step of D2RL
+    back-propagates through the P-step chain; autograd spends about a third of it outside the
+    matrix products (one node, one saved tensor and one fresh buffer per operation), the fused
+    backward about a tenth (``benchmarks/bench_d2rl.py``).
+    """
+    if not fused_supported(denoiser):
+        raise ValueError("ddpm_reverse_fused needs a denoiser whose MLP is Linear -> ReLU "
+                         "layers with a linear output (no LayerNorm, activation 'relu')")
+    kind, c = _check_bound(x0_bound)
+    co = _coefs(schedule)
+    K = schedule.K
+    ks = list(range(K, 0, -1))
+    if noise:
+        if step_noise is None:
+            step_noise = chain_noise(x.shape, K, generator, x.dtype)
+        elif len(step_noise) != K - 1:
+            raise ValueError(f"step_noise: expected {K - 1} tensors (levels {K}..2), got "
+                             f"{len(step_noise)}")
+    else:
+        step_noise = None
+    B = x.shape[0]
+    d, td = denoiser.x_dim, denoiser.time_dim
+    first = denoiser.mlp.net[0]
+    W = first.weight
+    kt = torch.as_tensor(ks, dtype=torch.long, device=W.device)
+    off_t = torch.addmm(first.bias, denoiser.time(kt).to(W.dtype), W[:, d:d + td].t())
+    c_ = denoiser._cond(cond, B)
+    off_c = (c_.to(W.dtype) @ W[:, d + td:].t() if c_ is not None
+             else W.new_zeros(0))
+    params = []
+    for m in list(denoiser.mlp.net)[2::2]:
+        params += [m.weight, m.bias]
+    return _FusedChain.apply(x, off_c, off_t, W[:, :d].t(), (co, ks, kind, c, step_noise),
+                             *params)
 
 
 def chain_noise(shape, steps: int, generator: torch.Generator | None = None,

@@ -50,6 +50,7 @@ def test_unknown_reward_lists_the_five():
     ({"learning_starts": 0}, r"learning_starts must be in \[1, "),
     ({"critic_hidden": 0}, r"critic_hidden must be in \[1, 8192\]"),
     ({"compile": "yes"}, r"compile must be True or False"),
+    ({"fused_chain": "on"}, r"fused_chain must be True or False"),
 ])
 def test_bad_values_name_field_and_range(kw, msg):
     with pytest.raises(ValueError, match=msg):

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from radiorl.diffusion.schedules import NoiseSchedule
-from radiorl.diffusion.vector import VectorDenoiser, chain_noise, ddpm_renoise, ddpm_reverse
+from radiorl.diffusion.vector import (VectorDenoiser, chain_noise, ddpm_renoise, ddpm_reverse,
+                                      ddpm_reverse_fused, fused_supported)
 
 
 @pytest.fixture
@@ -97,3 +98,61 @@ def test_step_noise_drawn_beforehand_gives_the_same_chain(sch):
     assert torch.equal(inside, outside)
     with pytest.raises(ValueError, match="step_noise: expected 5 tensors"):
         ddpm_reverse(den, sch, x, cond=c, step_noise=drawn[:2])
+
+
+@pytest.mark.parametrize("bound", [None, ("clip", 1.0), ("clip", 0.4), ("tanh", 1.0),
+                                   ("tanh", 2.0)])
+@pytest.mark.parametrize("cond_dim,layers", [(0, 1), (4, 1), (4, 3), (0, 2)])
+def test_fused_chain_equals_autograd(sch, bound, cond_dim, layers):
+    """The hand-written backward: the same output (bit for bit) and the same gradients (float64,
+    to rounding) for every parameter, the start and the condition as autograd through
+    :func:`ddpm_reverse`."""
+    torch.manual_seed(3)
+    den = VectorDenoiser(5, cond_dim, hidden=24, layers=layers, time_dim=8).double()
+    x = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    c = (torch.randn(9, cond_dim, dtype=torch.float64, requires_grad=True) if cond_dim
+         else None)
+    noise = chain_noise(x.shape, sch.K, torch.Generator().manual_seed(4), torch.float64)
+    w = torch.randn(9, 5, dtype=torch.float64)
+    wrt = list(den.parameters()) + [x] + ([c] if c is not None else [])
+    outs, grads = [], []
+    for chain in (ddpm_reverse, ddpm_reverse_fused):
+        out = chain(den, sch, x, cond=c, x0_bound=bound, step_noise=noise)
+        outs.append(out)
+        grads.append(torch.autograd.grad((out * w).sum(), wrt))
+    assert torch.equal(outs[0], outs[1])
+    if bound is not None and bound[0] == "clip":        # the bound is active somewhere
+        assert bool((outs[0].abs() == bound[1]).any())
+    for ga, gf in zip(*grads):
+        torch.testing.assert_close(gf, ga, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_chain_gradcheck_and_noise(sch):
+    """Finite differences (torch.autograd.gradcheck) on the start and the condition; drawing
+    the noise inside from a generator gives the same chain as passing it; ``noise=False``
+    is the deterministic mean chain."""
+    torch.manual_seed(0)
+    den = VectorDenoiser(3, 2, hidden=8, layers=2, time_dim=4).double()
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    noise = chain_noise(x.shape, sch.K, torch.Generator().manual_seed(1), torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda x_, c_: ddpm_reverse_fused(den, sch, x_, cond=c_, x0_bound=("tanh", 1.0),
+                                          step_noise=noise), (x, c))
+    inside = ddpm_reverse_fused(den, sch, x, cond=c, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(inside, ddpm_reverse(den, sch, x, cond=c, step_noise=noise))
+    assert torch.equal(ddpm_reverse_fused(den, sch, x, cond=c, noise=False),
+                       ddpm_reverse(den, sch, x, cond=c, noise=False))
+
+
+def test_fused_chain_refuses_what_it_cannot_do(sch):
+    assert fused_supported(VectorDenoiser(3, 0, hidden=8, layers=2))
+    mish = VectorDenoiser(3, 0, hidden=8, layers=2, activation="mish")
+    assert not fused_supported(mish)
+    with pytest.raises(ValueError, match="ReLU"):
+        ddpm_reverse_fused(mish, sch, torch.randn(2, 3))
+    den = VectorDenoiser(3, 0, hidden=8, layers=2)
+    with pytest.raises(ValueError, match="step_noise: expected 5 tensors"):
+        ddpm_reverse_fused(den, sch, torch.randn(2, 3), step_noise=[torch.zeros(2, 3)])
+    with pytest.raises(ValueError, match="x0_bound"):
+        ddpm_reverse_fused(den, sch, torch.randn(2, 3), x0_bound=("abs", 1.0))

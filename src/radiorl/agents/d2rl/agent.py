@@ -131,7 +131,8 @@ class D2RLAgent:
             torch.manual_seed(cfg.seed)
             if cfg.actor == "gdm":
                 self.actor = DiffusionActor(S, A, self.schedule, H, cfg.actor_layers,
-                                            cfg.time_dim, cfg.activation, cfg.gdm_x0_bound)
+                                            cfg.time_dim, cfg.activation, cfg.gdm_x0_bound,
+                                            cfg.fused_chain)
             else:
                 self.actor = MLPActor(S, A, H, cfg.actor_layers, cfg.activation)
             self.critic = DoubleCritic(S, A, cfg.critic_hidden or H, cfg.critic_layers,

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from radiorl.diffusion.schedules import NoiseSchedule
-from radiorl.diffusion.vector import VectorDenoiser, chain_noise, ddpm_renoise, ddpm_reverse
+from radiorl.diffusion.vector import (VectorDenoiser, chain_noise, ddpm_renoise, ddpm_reverse,
+                                      ddpm_reverse_fused, fused_supported)
 from radiorl.diffusion.training import denoising_loss, draw_levels, noisy_inputs
 from radiorl.nn.ensemble import EnsembleLinear
 from radiorl.nn.mlp import ACTIVATIONS, MLP
@@ -48,18 +49,24 @@ class DiffusionActor(nn.Module):
     ``forward(obs [B, S], generator=None, noise=None) -> [B, A]``; differentiable w.r.t. the
     parameters (the actor is trained by maximizing ``min(Q1, Q2)`` through the chain, paper
     eq. (21)). ``noise``: the chain's ``P`` Gaussian draws from :meth:`draw_noise` (then the
-    call draws nothing: the same numbers as drawing from the same generator state inside)."""
+    call draws nothing: the same numbers as drawing from the same generator state inside).
+    ``fused``: with gradients enabled, run the chain as one autograd node with a hand-written
+    backward (:func:`~radiorl.diffusion.vector.ddpm_reverse_fused`; ReLU denoisers only, else
+    ignored; not under ``torch.compile``): the same action, gradients equal up to float
+    rounding, a faster actor step."""
 
     kind = "gdm"
 
     def __init__(self, obs_dim: int, action_dim: int, schedule: NoiseSchedule, hidden: int = 256,
                  layers: int = 4, time_dim: int = 16, activation: str = "relu",
-                 x0_bound: str = "clip"):
+                 x0_bound: str = "clip", fused: bool = True):
         super().__init__()
         self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
         self.schedule = schedule
         self.x0_bound = (x0_bound, 1.0)
         self.denoiser = VectorDenoiser(action_dim, obs_dim, hidden, layers, time_dim, activation)
+        # the hand-written backward of the chain (ReLU denoisers; same forward numbers)
+        self.fused = bool(fused) and fused_supported(self.denoiser)
 
     def draw_noise(self, batch: int, generator: torch.Generator | None = None,
                    dtype=torch.float32) -> list[torch.Tensor]:
@@ -73,8 +80,11 @@ class DiffusionActor(nn.Module):
                 noise: list | None = None) -> torch.Tensor:
         if noise is None:
             noise = self.draw_noise(obs.shape[0], generator, obs.dtype)
-        a = ddpm_reverse(self.denoiser, self.schedule, noise[0], cond=obs,
-                         x0_bound=self.x0_bound, step_noise=noise[1:])
+        chain = ddpm_reverse
+        if self.fused and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            chain = ddpm_reverse_fused
+        a = chain(self.denoiser, self.schedule, noise[0], cond=obs, x0_bound=self.x0_bound,
+                  step_noise=noise[1:])
         return a.clamp(-1.0, 1.0)
 
     def layers(self) -> list:
