@@ -51,6 +51,10 @@ def test_unknown_reward_lists_the_five():
     ({"critic_hidden": 0}, r"critic_hidden must be in \[1, 8192\]"),
     ({"compile": "yes"}, r"compile must be True or False"),
     ({"fused_chain": "on"}, r"fused_chain must be True or False"),
+    ({"lr_decay_epoch": -1}, r"lr_decay_epoch must be"),
+    ({"lr_decay_epoch": 2.5}, r"lr_decay_epoch must be"),
+    ({"lr_decay_factor": 0}, r"lr_decay_factor must be"),
+    ({"lr_decay_factor": 1.5}, r"lr_decay_factor must be"),
 ])
 def test_bad_values_name_field_and_range(kw, msg):
     with pytest.raises(ValueError, match=msg):

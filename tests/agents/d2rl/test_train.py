@@ -101,6 +101,29 @@ def test_resume_errors(tmp_path):
     assert [h["epoch"] for h in hist] == [1, 2]
 
 
+def test_lr_decay_schedule_and_resume(tmp_path):
+    """lr_decay_epoch / lr_decay_factor: every optimizer at factor x its config rate from the
+    given epoch on; a run stopped before the decay and resumed with it added is the run
+    trained with it from the start; a schedule that would have acted already is refused."""
+    cfg = tiny(lr_decay_epoch=2, lr_decay_factor=0.5)
+    assert [cfg.lr_scale(e) for e in range(4)] == [1, 1, 0.5, 0.5]
+    assert tiny().lr_scale(10 ** 6) == 1.0
+    env = BanditEnv(episode_len=3)
+    full = train(cfg, env, tmp_path / "full", progress=False)
+    blob = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
+    lrs = {k: o["param_groups"][0]["lr"] for k, o in blob["agent"]["optimizers"].items()}
+    assert lrs == pytest.approx({"actor": 0.5 * cfg.actor_lr, "critic": 0.5 * cfg.critic_lr,
+                                 "reward": 0.5 * cfg.reward_lr, "state": 0.5 * cfg.state_lr})
+    plain = train(tiny(), env, tmp_path / "plain", progress=False)
+    same(plain[:2], full[:2])                          # identical before the decay
+    assert plain[-1]["actor_loss"] != full[-1]["actor_loss"]
+    train(tiny(epochs=2), env, tmp_path / "cut", progress=False)   # no schedule, 2 epochs
+    with pytest.raises(ValueError, match=r"another config.*lr_decay_epoch: None != 1"):
+        train(tiny(lr_decay_epoch=1), env, tmp_path / "cut", resume=True, progress=False)
+    resumed = train(cfg, env, tmp_path / "cut", resume=True, progress=False)
+    same(resumed, full)
+
+
 def test_convergence():
     vals = [1.0, 5.0, 9.0, 9.8, 10.3, 9.9, 10.0]
     hist = [{"epoch": i + 1, "ma_sum_rate": v, "wall_total_s": 2.0 * (i + 1),

@@ -344,6 +344,15 @@ class D2RLAgent:
             self._fns = fns
         return self._fns
 
+    def set_lr_scale(self, scale: float) -> None:
+        """Every optimizer's learning rate = its config value x ``scale``
+        (``D2RLConfig.lr_scale``; the training loop calls it at every epoch)."""
+        base = {"actor": self.config.actor_lr, "critic": self.config.critic_lr,
+                "reward": self.config.reward_lr, "state": self.config.state_lr}
+        for name, opt in self._optimizers().items():
+            for group in opt.param_groups:
+                group["lr"] = base[name] * float(scale)
+
     @torch.no_grad()
     def soft_update(self) -> None:
         tau = self.config.tau

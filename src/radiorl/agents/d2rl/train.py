@@ -53,7 +53,7 @@ import torch
 
 from radiorl.agents.d2rl.agent import ALGO, CHECKPOINT_VERSION, D2RLAgent
 from radiorl.agents.d2rl.buffer import ReplayBuffer
-from radiorl.agents.d2rl.config import RUN_FIELDS, D2RLConfig
+from radiorl.agents.d2rl.config import LR_SCHEDULE_FIELDS, RUN_FIELDS, D2RLConfig
 from radiorl.agents.d2rl.envstate import pack_env_state, unpack_env_state
 from radiorl.runtime.checkpoints import load_checkpoint, resume_path
 from radiorl.runtime.files import atomic_write_text, write_csv
@@ -148,7 +148,9 @@ def train(config: D2RLConfig, env, run_dir, resume=False, progress: bool = True)
         run_dir: output folder (created).
         resume: False; True (continue from ``run_dir/checkpoints/last.pt``); or a checkpoint /
             run folder to continue from. The stored config must equal ``config`` except for
-            ``RUN_FIELDS`` (e.g. ``epochs`` may grow). A resumed run reproduces the
+            ``RUN_FIELDS`` (e.g. ``epochs`` may grow) and the learning-rate schedule's fields
+            when neither schedule has acted before the checkpoint's epoch (e.g. a decay added
+            at a later epoch). A resumed run reproduces the
             uninterrupted run's history exactly (except for the time columns).
         progress: draw a rich progress bar (rate and ETA).
     """
@@ -175,7 +177,11 @@ def train(config: D2RLConfig, env, run_dir, resume=False, progress: bool = True)
         blob = load_checkpoint(rp, ALGO, CHECKPOINT_VERSION, "D2RL")
         if "run" not in blob:
             raise ValueError(f"--resume: {rp} is a saved agent, not a training checkpoint")
-        diffs = D2RLConfig.from_dict(blob["config"]).differences(cfg, ignore=RUN_FIELDS)
+        stored = D2RLConfig.from_dict(blob["config"])
+        ignore = RUN_FIELDS
+        if stored.same_schedule_before(cfg, int(blob["run"]["epoch"])):
+            ignore = RUN_FIELDS + LR_SCHEDULE_FIELDS
+        diffs = stored.differences(cfg, ignore=ignore)
         if diffs:
             raise ValueError(f"--resume: {rp} was written with another config (checkpoint != "
                              f"this run): " + "; ".join(diffs))
@@ -210,6 +216,7 @@ def train(config: D2RLConfig, env, run_dir, resume=False, progress: bool = True)
         task = prog.add_task(label, total=cfg.epochs, completed=start, rate="",
                              visible=progress)
         for epoch in range(start, cfg.epochs):
+            agent.set_lr_scale(cfg.lr_scale(epoch))
             w0, c0 = time.perf_counter(), time.process_time()
             col = defaultdict(list)          # per collection step
             upd = defaultdict(list)          # per update
