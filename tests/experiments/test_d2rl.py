@@ -3,6 +3,7 @@ CLI, runs are shared between figures through the store, and the references are o
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,47 @@ def test_d2rl_best_through_the_cli(monkeypatch, tmp_path):
 def test_d2rl_best_needs_a_data_rich_preset():
     with pytest.raises(ValueError, match="quick, paper"):
         d2rl.best("table2", "unused")
+
+
+def test_d2rl_long_branches_from_a_shared_stem(monkeypatch, tmp_path):
+    """d2rl-long: per seed one stem run to E1, then two branches from its checkpoint to E2
+    (constant rates; rates x LONG_DECAY from E1 on): both branches repeat the stem's first E1
+    epochs, the decayed one ends at the decayed rates; a repeat reuses every run."""
+    monkeypatch.setitem(d2rl.PRESETS, "quick", dict(TINY_BEST, long=(6, 9)))
+    monkeypatch.setattr(d2rl, "LONG", dict(actor="mlp", reward="designed", eval_every=3,
+                                           threads=1))
+    d = _run("d2rl-long", tmp_path)
+    t = {r["variant"]: r for r in _rows(d / "long_times.csv")}
+    const, dec = "constant learning rates", "learning rates x 0.25 from epoch 6"
+    assert set(t) == {const, dec}
+    assert "target is" in (d / "report.md").read_text()
+    assert (d / "figures" / "long_curves.png").is_file()
+    store = tmp_path / "d2rl-runs" / "quick"
+    runs = sorted(store.iterdir())
+    assert len(runs) == 2 * 3                                  # 2 seeds x (stem + 2 branches)
+    base = d2rl.variant_config("quick", actor="mlp")["actor_lr"]
+    for seed in (0, 1):
+        branches = [Path(d2rl.run_task("quick", d, seed=seed, **over).run_dir) for over in (
+            dict(d2rl.LONG, epochs=9),
+            dict(d2rl.LONG, epochs=9, lr_decay_epoch=6, lr_decay_factor=0.25))]
+        assert all(b in runs for b in branches)
+        lrs = [torch.load(b / "checkpoints" / "last.pt", weights_only=True)["agent"][
+            "optimizers"]["actor"]["param_groups"][0]["lr"] for b in branches]
+        assert lrs == pytest.approx([base, 0.25 * base])
+    # the constant branch (stem to 6, then resumed to 9) is the run trained to 9 in one go
+    task = d2rl.run_task("quick", d, seed=0, **dict(d2rl.LONG, epochs=9))
+    d2rl._run_task(d2rl.RunTask(task.config, task.env, str(tmp_path / "fresh")))
+    skip = {"wall_s", "cpu_s", "wall_total_s", "cpu_total_s", "eval_s"}
+    one_go, branched = _rows(tmp_path / "fresh" / "history.csv"), _rows(
+        Path(task.run_dir) / "history.csv")
+    assert len(one_go) == len(branched) == 9
+    for a, b in zip(one_go, branched):
+        assert {k: v for k, v in a.items() if k not in skip} == \
+            {k: v for k, v in b.items() if k not in skip}
+    _run("d2rl-long", tmp_path)                                # everything reused
+    assert sorted(store.iterdir()) == runs
+
+
+def test_d2rl_long_needs_a_long_preset():
+    with pytest.raises(ValueError, match="quick, paper"):
+        d2rl.long_runs("table2", "unused")

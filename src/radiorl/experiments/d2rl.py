@@ -19,6 +19,9 @@ d2rl-best          the issue's target (best variant within 10 % of the optimizer
                    change :data:`RICH`; the exact-gradient actor (the same MLP actor trained
                    on the true gradient of C: what a perfect critic would give); the cosine
                    between each final critic's action gradient and the true one
+d2rl-long          the data-rich MLP variant trained long (30,000 epochs, then two branches
+                   to 35,000: constant learning rates, and rates x 0.25): the sum rate
+                   against the optimizer (about 1.5 CPU-h per seed)
 =================  ===================================================================
 
 Protocol (the same for every variant, so they differ only in what is compared):
@@ -99,8 +102,8 @@ RICH = dict(n_envs=1024, actor_lr=2e-4, critic_hidden=512)
 
 
 def _preset(train: dict, seeds, sweep_m, sweep_eta, sweep_epochs: int, env: dict,
-            best_epochs: int | None = None) -> dict:
-    return {"train": train, "seeds": list(seeds), "best_epochs": best_epochs,
+            best_epochs: int | None = None, long: tuple | None = None) -> dict:
+    return {"train": train, "seeds": list(seeds), "best_epochs": best_epochs, "long": long,
             "sweep_m": list(sweep_m),
             "sweep_eta": list(sweep_eta), "sweep_seeds": [0], "sweep_epochs": sweep_epochs,
             "sweep_rewards": ["designed", "designed-mlp", "designed-gdm", "gdm"],
@@ -112,10 +115,12 @@ _PAPER_ETA = [0.001, 0.005, 0.01]
 PRESETS = {
     "quick": _preset(dict(PROTOCOL, epochs=2500, eval_every=25, eval_batch=64, ma_window=8,
                           checkpoint_every=250),
-                     [0, 1], [0.3, 1.0], [0.001, 0.01], 500, PROTOCOL_ENV, 5000),
+                     [0, 1], [0.3, 1.0], [0.001, 0.01], 500, PROTOCOL_ENV, 5000,
+                     (30000, 35000)),
     "paper": _preset(dict(PROTOCOL, epochs=10000, eval_every=50, eval_batch=64, ma_window=8,
                           checkpoint_every=500),
-                     [0, 1, 2], _PAPER_M, _PAPER_ETA, 2000, PROTOCOL_ENV, 10000),
+                     [0, 1, 2], _PAPER_M, _PAPER_ETA, 2000, PROTOCOL_ENV, 10000,
+                     (30000, 35000)),
     # the paper's own loop, literally (Table II, Algorithm 2): one channel draw and one update
     # per epoch, epsilon-greedy 0.1 / N(0, 0.1^2), receive beamformers in the action, T = 5e-4
     "table2": _preset(dict(epochs=20000, eval_every=20, eval_batch=64, ma_window=10,
@@ -162,21 +167,32 @@ def variant_config(preset: str, **fields) -> dict:
     return D2RLConfig.from_dict({**PRESETS[preset]["train"], **fields}).to_dict()
 
 
+def run_store(preset: str, run_dir) -> Path:
+    """The folder of the runs shared by the D2RL experiments of ``preset``."""
+    return Path(run_dir).parent.parent / "d2rl-runs" / preset
+
+
+def run_task(preset: str, run_dir, **fields) -> RunTask:
+    """The run of a variant (D2RLConfig overrides, ``seed`` included) under ``preset``: its
+    full config, env and folder in the run store (named by a hash of config and env)."""
+    cfg = variant_config(preset, **fields)
+    env = dict(PRESETS[preset]["env"])
+    h = hashlib.sha1(json.dumps([cfg, env], sort_keys=True).encode()).hexdigest()[:10]
+    name = f"{cfg['actor']}-{cfg['reward']}" + (
+        "-se" if cfg["state_exploration"] else "") + f"-s{cfg['seed']}-{h}"
+    return RunTask(cfg, env, str(run_store(preset, run_dir) / name))
+
+
 def get_runs(variants: dict[str, dict], seeds: list[int], preset: str, run_dir, workers: int,
              console: Console) -> dict[str, list[Path]]:
     """Train (or reuse) ``{label: D2RLConfig overrides}`` at every seed; returns
     ``{label: [run folder per seed]}``."""
-    store = Path(run_dir).parent.parent / "d2rl-runs" / preset
-    env = dict(PRESETS[preset]["env"])
     tasks, keys = [], []
     for label, over in variants.items():
         for seed in seeds:
-            cfg = variant_config(preset, **over, seed=seed)
-            h = hashlib.sha1(json.dumps([cfg, env], sort_keys=True).encode()).hexdigest()[:10]
-            name = f"{cfg['actor']}-{cfg['reward']}" + (
-                "-se" if cfg["state_exploration"] else "") + f"-s{seed}-{h}"
-            tasks.append(RunTask(cfg, env, str(store / name)))
+            tasks.append(run_task(preset, run_dir, seed=seed, **over))
             keys.append(label)
+    store = Path(tasks[0].run_dir).parent if tasks else run_store(preset, run_dir)
     todo = sum(not (Path(t.run_dir) / "summary.json").is_file() for t in tasks)
     console.print(f"{len(tasks)} D2RL run(s) in {store} ({todo} to train)")
     paths = run_tasks(_run_task, tasks, workers=workers, description="train D2RL runs")
@@ -807,5 +823,76 @@ def best(preset, run_dir, workers=2, console=None):
            "perfect critic would give the same actor. The gap between it and the learned "
            "actors is the critic's.",
            "- " + _within_target(t, refs)]
+    _append_report(run_dir, "\n".join(md) + "\n", console)
+    return t
+
+
+#: the data-rich MLP variant of the long runs (d2rl-long): RICH, evaluated every 250 epochs
+LONG = dict(actor="mlp", reward="designed", **RICH, eval_every=250, threads=1)
+#: learning-rate factor of the decayed branch of d2rl-long
+LONG_DECAY = 0.25
+
+
+def _branch(stem_dir: Path, branch: RunTask) -> None:
+    """Start ``branch`` from the end of ``stem`` (its training checkpoint), unless the branch
+    has started or finished already; the training loop then resumes it (an exact resume: the
+    branch's config differs from the stem's only in run-length and not-yet-acted schedule
+    fields, which ``train`` checks)."""
+    import shutil
+    dst = Path(branch.run_dir) / "checkpoints" / "last.pt"
+    if dst.is_file() or (Path(branch.run_dir) / "summary.json").is_file():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".part")
+    shutil.copyfile(Path(stem_dir) / "checkpoints" / "last.pt", tmp)
+    tmp.replace(dst)
+
+
+@register("d2rl-long", "D2RL: the data-rich MLP variant trained long, constant vs decayed "
+          "learning rates, against the optimizer", preset_config)
+def long_runs(preset, run_dir, workers=2, console=None):
+    """The best variant of d2rl-best (data-rich protocol, MLP actor, Designed R.) trained for
+    ``PRESETS[preset]["long"] = (E1, E2)`` epochs: one run per seed to E1 (the stem), then two
+    branches from its checkpoint to E2: constant learning rates, and every rate x
+    ``LONG_DECAY`` from E1 on (``D2RLConfig.lr_decay_epoch``). Branching shares the first E1
+    epochs, which are the same in both (tested: a resumed run is the uninterrupted one)."""
+    console = console or Console()
+    spec = PRESETS[preset].get("long")
+    if not spec:
+        raise ValueError(f"d2rl-long runs under the presets with long runs (quick, paper); "
+                         f"got preset {preset!r}")
+    e1, e2 = spec
+    seeds = PRESETS[preset]["seeds"]
+    labels = {"constant learning rates": dict(LONG, epochs=e2),
+              f"learning rates x {LONG_DECAY:g} from epoch {e1}":
+                  dict(LONG, epochs=e2, lr_decay_epoch=e1, lr_decay_factor=LONG_DECAY)}
+    branches = {k: [run_task(preset, run_dir, seed=s, **v) for s in seeds]
+                for k, v in labels.items()}
+    def started(task: RunTask) -> bool:
+        d = Path(task.run_dir)
+        return (d / "summary.json").is_file() or (d / "checkpoints" / "last.pt").is_file()
+
+    todo = [i for i in range(len(seeds)) if not all(started(b[i]) for b in branches.values())]
+    if todo:
+        stems = get_runs({"stem": dict(LONG, epochs=e1)}, [seeds[i] for i in todo], preset,
+                         run_dir, workers, console)["stem"]
+        for i, stem in zip(todo, stems):
+            for b in branches.values():
+                _branch(stem, b[i])
+    runs = get_runs(labels, seeds, preset, run_dir, workers, console)
+    refs = references(preset)
+    t = _write(run_dir, "long", runs, refs, f"The data-rich MLP variant, {e2} epochs", console)
+    by = {r["variant"]: r for r in t}
+    const, dec = (by[k] for k in labels)
+    md = ["## The best variant trained long\n", _seeds_line(preset),
+          f"Here: the data-rich protocol of d2rl-best ({RICH['n_envs']} channel draws per "
+          f"collection step, 2 x {RICH['critic_hidden']} critics, actor lr "
+          f"{RICH['actor_lr']:g}), MLP actor, Designed R., {e2} epochs (evaluated every 250); "
+          f"both rows share the first {e1} epochs of each seed and differ after them only in "
+          f"the learning rates.", _refs_line(refs) + "\n", *_timing_table(t, refs), "",
+          f"- Decayed against constant rates over the last {e2 - e1} epochs: final sum rate "
+          f"{dec['final_sum_rate']:.3f} vs {const['final_sum_rate']:.3f} "
+          f"({_change(dec['final_sum_rate'], const['final_sum_rate'])}).",
+          "- " + _within_target(t, refs)]
     _append_report(run_dir, "\n".join(md) + "\n", console)
     return t
