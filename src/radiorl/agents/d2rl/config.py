@@ -122,12 +122,12 @@ class D2RLConfig(ConfigIO):
         lr_decay_epoch: ``None`` (constant learning rates) [default] or an epoch count E:
             from epoch E + 1 on, every network's learning rate is multiplied by
             ``lr_decay_factor`` (default 0.25) [ours]. A final phase at a lower rate lets the
-            actor settle where the critic's noisy action gradient averages out (measured on the
-            data-rich MLP run, seed 0, from epoch 29,750: actor 2e-4 -> 5e-5 and critic
-            3e-4 -> 1e-4 raised the sum rate from 5.36 to 5.41 within 2,000 epochs, where
-            constant rates stayed at 5.34-5.38). Not a run-length field, but a run may be
-            resumed under another schedule while neither schedule has acted yet (the epochs
-            already run are then the same).
+            actor settle where the critic's noisy action gradient averages out (measured with
+            ``radiorl run d2rl-long --preset quick``, the data-rich MLP variant, seeds 0-1:
+            35,000 epochs with constant rates 5.373 bit/s/Hz, with rates x 0.25 after epoch
+            30,000 5.417, where the optimizer reaches 6.007). Not a run-length field, but a
+            run may be resumed under another schedule while neither schedule has acted yet
+            (the epochs already run are then the same).
         tau: 5e-3 [paper]. buffer_size: 1e5 [paper]. batch_size: 256 [paper].
         gamma: 0.0 [ours: the task is a contextual bandit: the action does not change the next
         channel draw, so Q(s, a) = E[R | s, a] and gamma = 0 gives exactly the paper's gamma = 1
