@@ -324,25 +324,33 @@ def test_networks_with_draws_made_beforehand_equal_drawing_inside(actor):
         assert torch.equal(inside, outside), name
 
 
+FULL = dict(actor="gdm", reward="designed-gdm", state_exploration=(0.5, 0.1))
+
+
+def assert_same_updates(ref: D2RLAgent, other: D2RLAgent, n: int) -> None:
+    """``n`` updates of both agents on the same batches give the same outputs (losses, gradient
+    statistics) and the same parameters of every network, float rounding aside."""
+    for i in range(n):
+        b = fake_batch(seed=i)
+        for ag in (ref, other):
+            ag.observe(b["obs"], b["target"])
+        o_ref, o = ref.update(b), other.update(b)
+        assert set(o_ref) == set(o)
+        for k in o_ref:
+            assert o[k] == pytest.approx(o_ref[k], rel=1e-4, abs=1e-6), k
+    for m_ref, m in ((ref.actor, other.actor), (ref.critic, other.critic),
+                     (ref.reward_model, other.reward_model),
+                     (ref.state_model, other.state_model)):
+        for p_ref, p in zip(m_ref.parameters(), m.parameters()):
+            torch.testing.assert_close(p, p_ref, rtol=1e-4, atol=1e-5)
+
+
 def test_compiled_update_matches_eager():
     """config.compile: torch.compile of the four losses gives eager's update (float rounding
     aside): same losses and parameters after two updates of the full D2RL agent."""
     torch.set_num_threads(1)
-    kw = dict(actor="gdm", reward="designed-gdm", state_exploration=(0.5, 0.1))
-    eager, comp = D2RLAgent(small(**kw), S, A), D2RLAgent(small(compile=True, **kw), S, A)
-    for i in range(2):
-        b = fake_batch(seed=i)
-        for ag in (eager, comp):
-            ag.observe(b["obs"], b["target"])
-        oe, oc = eager.update(b), comp.update(b)
-        assert set(oe) == set(oc)
-        for k in oe:
-            assert oc[k] == pytest.approx(oe[k], rel=1e-4, abs=1e-6), k
-    for m_e, m_c in ((eager.actor, comp.actor), (eager.critic, comp.critic),
-                     (eager.reward_model, comp.reward_model),
-                     (eager.state_model, comp.state_model)):
-        for pe, pc in zip(m_e.parameters(), m_c.parameters()):
-            torch.testing.assert_close(pc, pe, rtol=1e-4, atol=1e-5)
+    assert_same_updates(D2RLAgent(small(**FULL), S, A),
+                        D2RLAgent(small(compile=True, **FULL), S, A), 2)
 
 
 def test_fused_chain_update_matches_autograd():
@@ -350,25 +358,16 @@ def test_fused_chain_update_matches_autograd():
     autograd update (float rounding aside): same losses, gradient statistics and parameters
     after three updates of the full D2RL agent; the same actions."""
     torch.set_num_threads(1)
-    kw = dict(actor="gdm", reward="designed-gdm", state_exploration=(0.5, 0.1))
-    fused, plain = D2RLAgent(small(**kw), S, A), D2RLAgent(small(fused_chain=False, **kw), S, A)
+    fused, plain = D2RLAgent(small(**FULL), S, A), D2RLAgent(small(fused_chain=False, **FULL),
+                                                              S, A)
     assert fused.actor.fused and not plain.actor.fused
-    for i in range(3):
-        b = fake_batch(seed=i)
-        for ag in (fused, plain):
-            ag.observe(b["obs"], b["target"])
-        of, op = fused.update(b), plain.update(b)
-        assert set(of) == set(op)
-        for k in of:
-            assert of[k] == pytest.approx(op[k], rel=1e-4, abs=1e-6), k
-    for pf, pp in zip(fused.actor.parameters(), plain.actor.parameters()):
-        torch.testing.assert_close(pf, pp, rtol=1e-4, atol=1e-6)
+    assert_same_updates(plain, fused, 3)
     obs = fake_batch(seed=9)["obs"]
     torch.testing.assert_close(fused.act(obs, generator=torch.Generator().manual_seed(0)),
                                plain.act(obs, generator=torch.Generator().manual_seed(0)),
                                rtol=1e-4, atol=1e-5)
     # a non-ReLU actor falls back to autograd
-    assert not D2RLAgent(small(activation="mish", **kw), S, A).actor.fused
+    assert not D2RLAgent(small(activation="mish", **FULL), S, A).actor.fused
 
 
 def test_critic_hidden_sets_the_critics_width_only(tmp_path):
