@@ -192,7 +192,7 @@ def get_runs(variants: dict[str, dict], seeds: list[int], preset: str, run_dir, 
         for seed in seeds:
             tasks.append(run_task(preset, run_dir, seed=seed, **over))
             keys.append(label)
-    store = Path(tasks[0].run_dir).parent if tasks else run_store(preset, run_dir)
+    store = run_store(preset, run_dir)
     todo = sum(not (Path(t.run_dir) / "summary.json").is_file() for t in tasks)
     console.print(f"{len(tasks)} D2RL run(s) in {store} ({todo} to train)")
     paths = run_tasks(_run_task, tasks, workers=workers, description="train D2RL runs")
@@ -836,10 +836,10 @@ LONG_DECAY = 0.25
 
 
 def _branch(stem_dir: Path, branch: RunTask) -> None:
-    """Start ``branch`` from the end of ``stem`` (its training checkpoint), unless the branch
-    has started or finished already; the training loop then resumes it (an exact resume: the
-    branch's config differs from the stem's only in run-length and not-yet-acted schedule
-    fields, which ``train`` checks)."""
+    """Start ``branch`` from the end of the stem run in ``stem_dir`` (its training
+    checkpoint), unless the branch has started or finished already; the training loop then
+    resumes it (an exact resume: the branch's config differs from the stem's only in
+    run-length and not-yet-acted schedule fields, which ``train`` checks)."""
     import shutil
     dst = Path(branch.run_dir) / "checkpoints" / "last.pt"
     if dst.is_file() or (Path(branch.run_dir) / "summary.json").is_file():
@@ -870,6 +870,7 @@ def long_runs(preset, run_dir, workers=2, console=None):
                   dict(LONG, epochs=e2, lr_decay_epoch=e1, lr_decay_factor=LONG_DECAY)}
     branches = {k: [run_task(preset, run_dir, seed=s, **v) for s in seeds]
                 for k, v in labels.items()}
+
     def started(task: RunTask) -> bool:
         d = Path(task.run_dir)
         return (d / "summary.json").is_file() or (d / "checkpoints" / "last.pt").is_file()

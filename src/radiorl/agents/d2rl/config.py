@@ -6,7 +6,6 @@ too, documented on :class:`D2RLConfig`.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 from radiorl.agents.config import ConfigIO
