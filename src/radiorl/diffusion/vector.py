@@ -30,7 +30,7 @@ Speed
 -----
 The chain evaluates the same network ``K`` times with the same condition. The first linear
 layer is split (``W [x | t | cond] = W_x x + W_t t + W_c cond``): the condition and time terms
-are computed once per chain (:meth:`VectorDenoiser.prepare`), so each step costs one
+are computed once per chain (:meth:`VectorDenoiser.first_layer_terms`), so each step costs one
 ``[B, x_dim] x [x_dim, H]`` product instead of a concatenation and a wider product. The
 parameters are those of the plain :class:`~radiorl.nn.MLP`; ``forward`` and the chain give
 the same numbers (tested).
@@ -122,20 +122,9 @@ class VectorDenoiser(nn.Module):
         return self.mlp(torch.cat(parts, dim=-1))
 
     # ------------------------------------------------------------------ chain fast path
-    def prepare(self, cond: torch.Tensor | None, ks: list[int], batch: int,
-                dtype=torch.float32):
-        """Per-chain constants for :meth:`step`: ``(W_x^T, [first-layer offset per step])``
-        where offset ``j`` (``[B, H]`` or ``[1, H]``) = ``bias + W_t t(ks[j]) + W_c cond``."""
-        w_x, off_t, off_c = self.first_layer_terms(cond, ks, batch)
-        if off_c is not None:
-            offsets = [off_c + off_t[j] for j in range(len(ks))]
-        else:
-            offsets = [off_t[j:j + 1] for j in range(len(ks))]
-        return w_x, offsets
-
     def first_layer_terms(self, cond: torch.Tensor | None, ks: list[int], batch: int):
-        """The split first layer: ``(W_x^T [x_dim, H], bias + W_t t(k) per level [n, H],
-        W_c cond [B, H] or None)``."""
+        """The split first layer, computed once per chain: ``(W_x^T [x_dim, H], bias + W_t t(k)
+        per level [n, H], W_c cond [B, H] or None)``."""
         first = self.mlp.net[0]
         W = first.weight
         d, td = self.x_dim, self.time_dim
@@ -146,10 +135,15 @@ class VectorDenoiser(nn.Module):
         off_c = c.to(W.dtype) @ W[:, d + td:].t() if c is not None else None
         return W[:, :d].t(), off_t, off_c
 
-    def step(self, x: torch.Tensor, w_x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        """One evaluation with the constants of :meth:`prepare` (no argument checks)."""
-        h = torch.addmm(offset, x, w_x) if offset.shape[0] == x.shape[0] else \
-            torch.addmm(offset.expand(x.shape[0], -1), x, w_x)
+    def step(self, x: torch.Tensor, w_x: torch.Tensor, off_t: torch.Tensor,
+             off_c: torch.Tensor | None = None) -> torch.Tensor:
+        """One evaluation with the terms of :meth:`first_layer_terms` (``off_t`` = the step's
+        row ``[1, H]``; no argument checks): the first layer is ``x W_x^T + W_c cond`` (one
+        product accumulating into the condition term) ``+ bias + W_t t(k)``."""
+        if off_c is not None:
+            h = torch.addmm(off_c, x, w_x).add_(off_t)
+        else:
+            h = torch.addmm(off_t.expand(x.shape[0], -1), x, w_x)
         for m in list(self.mlp.net)[1:]:
             h = m(h)
         return h
@@ -219,10 +213,9 @@ def ddpm_reverse(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Ten
     if step_noise is not None and len(step_noise) != K - 1:
         raise ValueError(f"step_noise: expected {K - 1} tensors (levels {K}..2), got "
                          f"{len(step_noise)}")
-    B = x.shape[0]
-    w_x, offsets = denoiser.prepare(cond, ks, B)
+    w_x, off_t, off_c = denoiser.first_layer_terms(cond, ks, x.shape[0])
     for j, k in enumerate(ks):
-        eps = denoiser.step(x, w_x, offsets[j])
+        eps = denoiser.step(x, w_x, off_t[j:j + 1], off_c)
         x0 = torch.add(x * co["ia"][k], eps, alpha=-co["sa"][k])   # (x - s eps) / a
         if kind == "clip":
             x0 = x0.clamp(-c, c)
@@ -231,11 +224,11 @@ def ddpm_reverse(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Ten
         if k == 1:
             x = x0                             # coef1_1 = 1, coef2_1 = 0, Sigma_1 = 0
         else:
-            x = co["c1"][k] * x0 + co["c2"][k] * x
+            x = torch.add(x0 * co["c1"][k], x, alpha=co["c2"][k])
             if noise:
                 z = (step_noise[j] if step_noise is not None else
                      torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
-                x = x + co["sd"][k] * z
+                x = x.add_(z, alpha=co["sd"][k])
     return x
 
 
@@ -254,104 +247,148 @@ def _relu_back(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten.threshold_backward.grad_input(g, out, 0.0, grad_input=g)
 
 
+def _clip_bounds(c: float, dtype: torch.dtype) -> tuple[float, float]:
+    """``(lo, hi)`` with ``hardtanh_backward(g, x, lo, hi)`` = ``g`` where ``-c <= x <= c`` and
+    0 elsewhere -- the gradient of ``x.clamp(-c, c)`` as autograd defines it (passed at the
+    bounds): ``hardtanh_backward`` zeroes where ``x <= lo`` or ``x >= hi``, so ``lo`` / ``hi``
+    are the neighbours of ``-c`` / ``c`` outward in ``dtype``."""
+    info = torch.finfo(dtype)
+    cc = torch.tensor(c, dtype=dtype)
+    hi = torch.nextafter(cc, torch.tensor(info.max, dtype=dtype))
+    lo = torch.nextafter(-cc, torch.tensor(info.min, dtype=dtype))
+    return float(lo), float(hi)
+
+
 class _FusedChain(torch.autograd.Function):
     """The whole reverse chain as one autograd node with a hand-written backward.
 
-    Inputs: ``x [B, d]`` (the start), ``off_c [B, H]`` or an empty tensor (the condition's
-    first-layer term), ``off_t [n, H]`` (first-layer bias + time term per step), ``w_x [d, H]``
-    (the first layer's x columns, transposed), then the weights and biases of the further
-    layers. The forward runs the same operations as :func:`ddpm_reverse` (the same numbers),
-    writing activations into buffers in place; the backward walks the steps in reverse,
-    accumulating every weight gradient into one buffer per layer with ``addmm_`` (the step
-    sum happens inside the matrix product) and applying the ReLU and bound masks in place.
+    Inputs: ``x [B, d]`` (the start), ``cond [B, cond_dim]`` or an empty tensor, ``t [n, td]``
+    (the time embedding of each step's level), the first layer's full weight ``W [H, d + td +
+    cond_dim]`` and bias, then the weights and biases of the further layers. The forward splits
+    the first layer as :meth:`VectorDenoiser.first_layer_terms` does and runs the same
+    operations as :func:`ddpm_reverse` (the same numbers), ReLUs in place, keeping per step the
+    input, the activations and the bound's input (clip) or output (tanh). The backward walks the
+    steps in reverse: every weight gradient accumulates over the steps inside ``addmm_`` (the
+    first layer's x, time and condition columns straight into one ``[H, d + td + cond_dim]``
+    buffer, no slice-and-add of autograd), every bias gradient with ``addmv_``; the ReLU and
+    bound derivatives are one pass each (``threshold_backward`` / ``hardtanh_backward`` /
+    ``tanh_backward``, no mask tensor), the chain's scalar coefficients folded into them.
     """
 
     @staticmethod
-    def forward(ctx, x, off_c, off_t, w_x, consts, *params):
+    def forward(ctx, x, cond, t, W, b, consts, *params):
         co, ks, kind, c, noises = consts
         ws, bs = params[0::2], params[1::2]
-        B = x.shape[0]
+        has_c = cond.numel() > 0
+        B, d = x.shape
+        td = t.shape[1]
+        w_x = W[:, :d].t()
+        off_t = torch.addmm(b, t, W[:, d:d + td].t())
+        off_c = cond @ W[:, d + td:].t() if has_c else None
         xs, hs, bound = [], [], []
         for j, k in enumerate(ks):
-            off = off_t[j:j + 1] if off_c.numel() == 0 else off_c + off_t[j]
-            if off.shape[0] != B:
-                off = off.expand(B, -1)
-            h = torch.addmm(off, x, w_x).relu_()
+            if has_c:
+                h = torch.addmm(off_c, x, w_x).add_(off_t[j:j + 1]).relu_()
+            else:
+                h = torch.addmm(off_t[j:j + 1].expand(B, -1), x, w_x).relu_()
             layer = [h]
-            for w, b in zip(ws[:-1], bs[:-1]):
-                h = torch.addmm(b, h, w.t()).relu_()
+            for w, bb in zip(ws[:-1], bs[:-1]):
+                h = torch.addmm(bb, h, w.t()).relu_()
                 layer.append(h)
             eps = torch.addmm(bs[-1], h, ws[-1].t())
             xs.append(x)
             hs.append(layer)
             x0 = torch.add(x * co["ia"][k], eps, alpha=-co["sa"][k])
             if kind == "clip":
-                bound.append((x0 < -c) | (x0 > c))              # where the clamp cuts
+                bound.append(x0)                                  # the clamp's input
                 x0 = x0.clamp(-c, c)
             elif kind == "tanh":
-                x0 = torch.tanh(x0 / c) * c if c != 1.0 else torch.tanh(x0)
-                bound.append(x0)
+                th = torch.tanh(x0 / c) if c != 1.0 else torch.tanh(x0)
+                bound.append(th)                                  # the tanh's output
+                x0 = th * c if c != 1.0 else th
             else:
                 bound.append(None)
             if k == 1:
                 x = x0
             else:
-                x = co["c1"][k] * x0 + co["c2"][k] * x
+                x = torch.add(x0 * co["c1"][k], x, alpha=co["c2"][k])
                 if noises is not None:
-                    x = x + co["sd"][k] * noises[j]
+                    x = x.add_(noises[j], alpha=co["sd"][k])
         ctx.consts = (co, ks, kind, c)
         ctx.chain = (xs, hs, bound)
-        ctx.need = (ctx.needs_input_grad[0], off_c.numel() > 0)
-        ctx.save_for_backward(w_x, *params)
+        ctx.need = (ctx.needs_input_grad[0], has_c and ctx.needs_input_grad[1],
+                    ctx.needs_input_grad[2], has_c)
+        ctx.save_for_backward(cond, t, W, *params)
         return x
 
     @staticmethod
     def backward(ctx, g_out):
         co, ks, kind, c = ctx.consts
         xs, hs, bound = ctx.chain
-        need_x, has_c = ctx.need
-        w_x, *params = ctx.saved_tensors
+        need_x, need_c, need_t, has_c = ctx.need
+        cond, t, W, *params = ctx.saved_tensors
         ws, bs = params[0::2], params[1::2]
-        dws = [torch.zeros_like(w) for w in ws]
-        dbs = [torch.zeros_like(b) for b in bs]
-        dw_x = torch.zeros_like(w_x)
-        d_off_t = w_x.new_zeros(len(ks), w_x.shape[1])
+        d, td = xs[0].shape[1], t.shape[1]
+        w_x = W[:, :d].t()
+        dW = torch.empty_like(W)
+        dWx = dW[:, :d]                                           # [H, d], a strided view
+        dws, dbs = [None] * len(ws), [None] * len(bs)
+        d_off_t = W.new_empty(len(ks), W.shape[0])
         d_off_c = None
-        g_x = g_out.contiguous()
-        for j in range(len(ks) - 1, -1, -1):
-            k = ks[j]
-            if k == 1:
-                g_x0, g_direct = g_x, None
+        ones = g_out.new_ones(g_out.shape[0])
+        if kind == "clip":
+            lo, hi = _clip_bounds(c, g_out.dtype)
+
+        def acc_w(i, g, act):                 # dws[i] += g^T act (the first time: = g^T act)
+            if dws[i] is None:
+                dws[i] = torch.mm(g.t(), act)
+                dbs[i] = torch.mv(g.t(), ones)
             else:
-                g_x0, g_direct = g_x * co["c1"][k], g_x * co["c2"][k]
+                dws[i].addmm_(g.t(), act)
+                dbs[i].addmv_(g.t(), ones)
+
+        g_x = g_out.contiguous()
+        last = len(ks) - 1
+        for j in range(last, -1, -1):
+            k = ks[j]
+            c1, c2 = (1.0, 0.0) if k == 1 else (co["c1"][k], co["c2"][k])
+            # u = d loss / d x0_hat / c1 (the bound's derivative applied, coef1 not yet)
             if kind == "clip":
-                g_x0 = g_x0.masked_fill(bound[j], 0.0)
+                u = torch.ops.aten.hardtanh_backward(g_x, bound[j], lo, hi)
             elif kind == "tanh":
-                y = bound[j] / c if c != 1.0 else bound[j]
-                g_x0 = g_x0 * (1.0 - y * y)
+                u = torch.ops.aten.tanh_backward(g_x, bound[j])
+            else:
+                u = g_x
             layer = hs[j]
-            g = g_x0 * (-co["sa"][k])                              # d loss / d eps
-            dws[-1].addmm_(g.t(), layer[-1])
-            dbs[-1].add_(g.sum(0))
+            g = u * (-co["sa"][k] * c1)                            # d loss / d eps
+            acc_w(-1, g, layer[-1])
             for i in range(len(layer) - 1, 0, -1):
                 g = _relu_back(g @ ws[i], layer[i])                 # through layer i + 1
-                dws[i - 1].addmm_(g.t(), layer[i - 1])
-                dbs[i - 1].add_(g.sum(0))
+                acc_w(i - 1, g, layer[i - 1])
             g = _relu_back(g @ ws[0], layer[0])                     # first-layer pre-activation
-            dw_x.addmm_(xs[j].t(), g)
-            d_off_t[j] = g.sum(0)
+            dWx.addmm_(g.t(), xs[j], beta=0.0 if j == last else 1.0)   # beta 0: ignores empty
+            torch.sum(g, 0, out=d_off_t[j])
             if has_c:
-                d_off_c = g.clone() if d_off_c is None else d_off_c.add_(g)
+                d_off_c = g if d_off_c is None else d_off_c.add_(g)   # g is not used after
             if j > 0 or need_x:
-                g_next = g @ w_x.t()
-                g_next.add_(g_x0, alpha=co["ia"][k])
-                if g_direct is not None:
-                    g_next.add_(g_direct)
-                g_x = g_next
+                # d loss / d x = g W_x + (ia c1) u (through x0_hat) + c2 g_x (direct)
+                if u is g_x:
+                    g_x = torch.addmm(g_x, g, w_x.t(), beta=co["ia"][k] * c1 + c2)
+                else:
+                    g_next = torch.addmm(g_x, g, w_x.t(), beta=c2)
+                    g_x = g_next.add_(u, alpha=co["ia"][k] * c1)
+        # the time and condition columns of the first layer, its bias, and their inputs
+        dW[:, d:d + td].addmm_(d_off_t.t(), t, beta=0.0)
+        d_b = d_off_t.sum(0)
+        d_t = d_off_t @ W[:, d:d + td] if need_t else None
+        d_c = None
+        if has_c:
+            dW[:, d + td:].addmm_(d_off_c.t(), cond, beta=0.0)
+            d_c = d_off_c @ W[:, d + td:] if need_c else None
         grads = []
         for dw, db in zip(dws, dbs):
             grads += [dw, db]
-        return (g_x if need_x else None, d_off_c, d_off_t, dw_x, None, *grads)
+        return (g_x if need_x else None, d_c, d_t, dW, d_b, None, *grads)
 
 
 def ddpm_reverse_fused(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: torch.Tensor, *,
@@ -365,9 +402,10 @@ def ddpm_reverse_fused(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: tor
     Requires a ReLU denoiser (:func:`fused_supported`); the noise is drawn before the chain
     (the same draws, in the same order, as :func:`ddpm_reverse`). Why: the actor step of D2RL
     back-propagates through the P-step chain, where autograd adds a node, saved tensors and
-    fresh buffers per operation and turns every bool mask into a float copy. Measured (one
-    core, P = 6, batch 256, 4 x 256 ReLU, action 125): chain forward + backward 29.3 -> 25.2-27.2
-    ms; full D2RL update 51.5 -> 48.5 ms (``benchmarks/bench_d2rl.py``, BENCHMARKS.md).
+    fresh buffers per operation, turns every bool mask into a float copy, and assembles the
+    split first layer's gradient from three zero-padded slices. Measured (one core, P = 6,
+    batch 256, 4 x 256 ReLU, action 125): chain forward + backward 29.3 -> 25.2-27.2 ms with the
+    first version (session 9); see BENCHMARKS.md for the full update.
     """
     if not fused_supported(denoiser):
         raise ValueError("ddpm_reverse_fused needs a denoiser whose MLP is Linear -> ReLU "
@@ -384,13 +422,15 @@ def ddpm_reverse_fused(denoiser: VectorDenoiser, schedule: NoiseSchedule, x: tor
                              f"{len(step_noise)}")
     else:
         step_noise = None
-    w_x, off_t, off_c = denoiser.first_layer_terms(cond, ks, x.shape[0])
-    if off_c is None:
-        off_c = off_t.new_zeros(0)
+    first = denoiser.mlp.net[0]
+    W = first.weight
+    t = denoiser.time(torch.as_tensor(ks, dtype=torch.long, device=W.device)).to(W.dtype)
+    c_in = denoiser._cond(cond, x.shape[0])
+    c_in = W.new_zeros(0) if c_in is None else c_in.to(W.dtype)
     params = []
     for m in list(denoiser.mlp.net)[2::2]:
         params += [m.weight, m.bias]
-    return _FusedChain.apply(x, off_c, off_t, w_x, (co, ks, kind, c, step_noise), *params)
+    return _FusedChain.apply(x, c_in, t, W, first.bias, (co, ks, kind, c, step_noise), *params)
 
 
 def chain_noise(shape, steps: int, generator: torch.Generator | None = None,

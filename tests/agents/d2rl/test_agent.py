@@ -304,6 +304,52 @@ def test_critic_layer_norm(tmp_path):
         D2RLAgent.load(path, small(actor="mlp", reward="designed"))
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_critic_value_of_action_equals_forward(layer_norm):
+    """The actor's path through the critics (head by head, first layer split into state and
+    action columns) = the batched forward: same values and the same gradient with respect to the
+    action (float64, to rounding), and no gradient reaches the state."""
+    from radiorl.agents.d2rl.networks import DoubleCritic
+    torch.manual_seed(0)
+    crit = DoubleCritic(S, A, 16, 3, layer_norm=layer_norm).double()
+    if layer_norm:                       # non-trivial gains and shifts
+        for n in crit.norms:
+            torch.nn.init.normal_(n.weight, 1.0, 0.3)
+            torch.nn.init.normal_(n.bias, 0.0, 0.3)
+    obs = torch.randn(9, S, dtype=torch.float64, requires_grad=True)
+    act = torch.randn(9, A, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 9, dtype=torch.float64)
+    q_ref, q = crit(obs, act), crit.value_of_action(obs, act)
+    assert q.shape == (2, 9)
+    torch.testing.assert_close(q, q_ref, rtol=1e-12, atol=1e-12)
+    g_ref = torch.autograd.grad((q_ref * w).sum(), act)[0]
+    g_act, g_obs = torch.autograd.grad((q * w).sum(), (act, obs))
+    torch.testing.assert_close(g_act, g_ref, rtol=1e-10, atol=1e-12)
+    g_obs_ref = torch.autograd.grad((crit(obs, act) * w).sum(), obs)[0]
+    torch.testing.assert_close(g_obs, g_obs_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_inplace_relu_same_gradients_as_out_of_place():
+    """``make_activation("relu")`` is in place; an MLP built with it has the gradients of one
+    with ``nn.ReLU()`` (the in-place write is after a Linear, whose backward does not read its
+    output); other activations are plain modules."""
+    from radiorl.nn.mlp import MLP, make_activation
+    assert make_activation("relu").inplace and not isinstance(make_activation("tanh"),
+                                                             torch.nn.ReLU)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        make_activation("swish")
+    torch.manual_seed(1)
+    mlp = MLP(5, 2, hidden=(8, 8)).double()
+    ref = torch.nn.Sequential(*[torch.nn.ReLU() if isinstance(m, torch.nn.ReLU) else m
+                                for m in mlp.net])
+    x = torch.randn(6, 5, dtype=torch.float64)
+    outs = [mlp(x), ref(x)]
+    assert torch.equal(outs[0], outs[1])
+    grads = [torch.autograd.grad(o.square().sum(), list(mlp.parameters())) for o in outs]
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("actor", ["mlp", "gdm"])
 def test_networks_with_draws_made_beforehand_equal_drawing_inside(actor):
     """The update draws the chain's / losses' noise before calling them (what makes them

@@ -16,9 +16,9 @@ def test_fast_path_equals_forward():
     torch.manual_seed(0)
     den = VectorDenoiser(5, 3, hidden=16, layers=3, time_dim=8)
     x, c = torch.randn(7, 5), torch.randn(7, 3)
-    w_x, offsets = den.prepare(c, [6, 4, 1], 7)
+    w_x, off_t, off_c = den.first_layer_terms(c, [6, 4, 1], 7)
     for j, k in enumerate([6, 4, 1]):
-        torch.testing.assert_close(den.step(x, w_x, offsets[j]), den(x, k, c))
+        torch.testing.assert_close(den.step(x, w_x, off_t[j:j + 1], off_c), den(x, k, c))
     # per-row levels in forward (unique/gather of the embedding) = one level at a time
     ks = torch.tensor([1, 6, 3, 3, 2, 6, 1])
     rows = torch.cat([den(x[i:i + 1], int(ks[i]), c[i:i + 1]) for i in range(7)])
@@ -28,8 +28,9 @@ def test_fast_path_equals_forward():
 def test_unconditional_fast_path():
     den = VectorDenoiser(4, 0, hidden=8, layers=1)
     x = torch.randn(3, 4)
-    w_x, offsets = den.prepare(None, [2], 3)
-    torch.testing.assert_close(den.step(x, w_x, offsets[0]), den(x, 2))
+    w_x, off_t, off_c = den.first_layer_terms(None, [2], 3)
+    assert off_c is None
+    torch.testing.assert_close(den.step(x, w_x, off_t), den(x, 2))
     with pytest.raises(ValueError, match="unconditional"):
         den(x, 2, torch.zeros(3, 1))
 

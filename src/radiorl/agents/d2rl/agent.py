@@ -50,7 +50,12 @@ def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 def _grad_abs_means(layers, prefix: str, grads: dict | None = None) -> dict:
     """``{"grad_w/<prefix>/<layer>": mean|dW|, "grad_b/...": mean|db|}`` for ``layers`` from a
-    network's ``layers()``; ``grads`` maps parameters to gradients (default ``p.grad``)."""
+    network's ``layers()``; ``grads`` maps parameters to gradients (default ``p.grad``).
+
+    ``abs().sum()`` per tensor, one ``stack`` and one transfer to Python: 0.62 instead of
+    0.89 ms per update (with ``_foreach_norm(g, 1)``) for the full D2RL agent's 56 tensors
+    (``linalg.vector_norm(g, 1)`` is ~4x slower than ``abs().sum()`` on a 256 x 256 float32
+    tensor on this CPU)."""
     vals, names, sizes = [], [], []
     for name, w, b in layers:
         for tag, ref in (("grad_w", w), ("grad_b", b)):
@@ -59,13 +64,13 @@ def _grad_abs_means(layers, prefix: str, grads: dict | None = None) -> dict:
             if g is None:
                 continue
             if m is not None:
-                g = g[m]
-            vals.append(g)
+                g = g[m]                                   # a view of one ensemble member
+            vals.append(g.abs().sum())
             sizes.append(g.numel())
             names.append(f"{tag}/{prefix}/{name}")
     if not vals:
         return {}
-    l1 = torch.stack(torch._foreach_norm(vals, 1)).tolist()          # sum |g| per tensor
+    l1 = torch.stack(vals).tolist()                                   # sum |g| per tensor
     return {n: v / s for n, v, s in zip(names, l1, sizes)}
 
 
@@ -331,7 +336,7 @@ class D2RLAgent:
 
             def actor(obs, noise):
                 a = self.actor(obs, None, noise)
-                return -self.critic(obs, a).min(0).values.mean(), a
+                return -self.critic.value_of_action(obs, a).min(0).values.mean(), a
 
             fns = {"critic": critic, "actor": actor}
             if self.reward_model is not None:

