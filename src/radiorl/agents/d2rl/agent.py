@@ -157,6 +157,11 @@ class D2RLAgent:
         self.actor_target = _frozen_copy(self.actor)
         self.critic_target = _frozen_copy(self.critic)
         self.actor_params = list(self.actor.parameters())
+        # (targets, sources) of the soft update, listed once (loading copies into the same
+        # parameters, so the lists stay valid)
+        self._soft_pairs = (list(self.actor_target.parameters()) +
+                            list(self.critic_target.parameters()),
+                            self.actor_params + list(self.critic.parameters()))
         wd = cfg.weight_decay
         self.actor_opt = _adam(self.actor, cfg.actor_lr, wd)
         self.critic_opt = _adam(self.critic, cfg.critic_lr, wd)
@@ -360,9 +365,7 @@ class D2RLAgent:
 
     @torch.no_grad()
     def soft_update(self) -> None:
-        tau = self.config.tau
-        for tgt, src in ((self.actor_target, self.actor), (self.critic_target, self.critic)):
-            torch._foreach_lerp_(list(tgt.parameters()), list(src.parameters()), tau)
+        torch._foreach_lerp_(*self._soft_pairs, self.config.tau)
 
     # ------------------------------------------------------------------ persistence
     def _modules(self) -> dict:
